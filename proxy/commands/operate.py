@@ -1,0 +1,169 @@
+"""`interlock holds | approve | deny | lockdown`: operate a running proxy over its control API.
+
+Exit codes: 0 done, 1 the API refused (e.g. someone decided first), 2 the API could not be asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from policies.durations import format_duration
+from proxy.client import ApiClient, ApiError, ApiUnreachable, ClientConfigError, DecisionResult
+from proxy.output import add_format_flags, emit_json, emit_jsonl, emit_table
+
+T = TypeVar("T")
+
+OK, REFUSED, UNREACHABLE = 0, 1, 2
+URL_WIDTH = 60
+
+
+def register(commands: Any) -> None:
+    holds = commands.add_parser("holds", help="list requests waiting for a person")
+    _connection_flags(holds)
+    add_format_flags(holds)
+    holds.set_defaults(handler=run_holds)
+
+    approve = commands.add_parser("approve", help="let a held request through")
+    approve.add_argument("hold_id", metavar="ID")
+    approve.add_argument("--reason", help="why (recorded in the audit log)")
+    _connection_flags(approve)
+    approve.set_defaults(handler=run_approve)
+
+    deny = commands.add_parser("deny", help="refuse a held request")
+    deny.add_argument("hold_id", metavar="ID")
+    deny.add_argument("--reason", required=True, help="why; the agent is told, so it can adapt")
+    _connection_flags(deny)
+    deny.set_defaults(handler=run_deny)
+
+    lockdown = commands.add_parser("lockdown", help="refuse every new request at once, or stop")
+    lockdown.add_argument("state", choices=["on", "off", "status"])
+    lockdown.add_argument("--reason", help="why (recorded in the audit log)")
+    _connection_flags(lockdown)
+    add_format_flags(lockdown)
+    lockdown.set_defaults(handler=run_lockdown)
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection")
+    group.add_argument("--data-dir", help="the proxy's data directory (default $INTERLOCK_HOME)")
+    group.add_argument(
+        "--api",
+        default=os.environ.get("INTERLOCK_API"),
+        metavar="URL",
+        help="control API URL (default $INTERLOCK_API, else api.json in the data dir)",
+    )
+    group.add_argument(
+        "--token",
+        default=os.environ.get("INTERLOCK_TOKEN"),
+        help="operator token (default $INTERLOCK_TOKEN, else operator.token in the data dir)",
+    )
+
+
+def _call(args: argparse.Namespace, call: Callable[[ApiClient], Awaitable[T]]) -> T | int:
+    """The call's result, or an exit code after printing why it failed."""
+    try:
+        client = ApiClient.from_data_dir(args.data_dir, args.api, args.token)
+        return client.run_sync(call)
+    except ClientConfigError as exc:
+        print(f"interlock: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    except ApiUnreachable as exc:
+        print(f"interlock: {exc.message}", file=sys.stderr)
+        return UNREACHABLE
+    except ApiError as exc:
+        print(f"interlock: {_refusal(exc)}", file=sys.stderr)
+        return REFUSED
+
+
+def _refusal(exc: ApiError) -> str:
+    body = exc.body
+    if exc.status == 409 and body.get("decided_by"):
+        via = f" via {body['channel']}" if body.get("channel") else ""
+        return f"{exc.message} (the decision stands: {body['state']} by {body['decided_by']}{via})"
+    return f"{exc.message} (HTTP {exc.status})"
+
+
+def _ago(seconds: float) -> str:
+    return format_duration(max(0, int(seconds)))
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_holds(args: argparse.Namespace) -> int:
+    result = _call(args, lambda c: c.holds())
+    if isinstance(result, int):
+        return result
+    if args.json:
+        emit_json(result)
+    elif args.jsonl:
+        emit_jsonl(result)
+    elif not result:
+        print("no requests are waiting for a person")
+    else:
+        now = time.time()
+        rows = [
+            [
+                h["id"], _ago(now - h["created_at"]), h["agent"], h["method"],
+                _shorten(h["url"], URL_WIDTH), h["rule"] or "-", _ago(h["deadline"] - now),
+            ]
+            for h in result
+        ]  # fmt: skip
+        emit_table(["ID", "AGE", "AGENT", "METHOD", "URL", "RULE", "DEADLINE IN"], rows)
+    return OK
+
+
+def _print_decision(verb: str, result: DecisionResult) -> None:
+    hold = result.hold
+    what = f"{hold['id']} ({hold['method']} {_shorten(hold['url'], URL_WIDTH)})"
+    if result.final:
+        print(f"{verb} {what}")
+    else:
+        print(f"approval recorded for {what}: {result.votes} of {result.needed} needed")
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    result = _call(args, lambda c: c.approve(args.hold_id, args.reason))
+    if isinstance(result, int):
+        return result
+    _print_decision("approved", result)
+    return OK
+
+
+def run_deny(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        print("interlock: deny needs a non-empty --reason", file=sys.stderr)
+        return REFUSED
+    result = _call(args, lambda c: c.deny(args.hold_id, args.reason))
+    if isinstance(result, int):
+        return result
+    _print_decision("denied", result)
+    return OK
+
+
+def run_lockdown(args: argparse.Namespace) -> int:
+    if args.state == "status":
+        result = _call(args, lambda c: c.lockdown())
+    else:
+        result = _call(args, lambda c: c.set_lockdown(args.state == "on", args.reason))
+    if isinstance(result, int):
+        return result
+    if args.json:
+        emit_json(result)
+        return OK
+    if args.jsonl:
+        emit_jsonl([result])
+        return OK
+    state = "ON: every new request is refused" if result["on"] else "off"
+    print(f"lockdown {state}")
+    if result.get("by"):
+        since = f" {_ago(time.time() - result['at'])} ago" if result.get("at") else ""
+        reason = f": {result['reason']}" if result.get("reason") else ""
+        print(f"  changed by {result['by']}{since}{reason}")
+    return OK
