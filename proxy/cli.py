@@ -6,7 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from proxy.commands import operate as operate_commands
 from proxy.commands import policy as policy_commands
+from proxy.commands import run as run_commands
+from proxy.commands import setup as setup_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="An approval gate for AI agents: allow, deny or hold each outbound request.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_commands.register(commands)
+    operate_commands.register(commands)
     policy_commands.register(commands)
+    setup_commands.register(commands)
     return parser
 
 

@@ -1,0 +1,411 @@
+"""One process, one event loop: embedded mitmproxy, the control API and the audit store."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from mitmproxy import options as mitm_options
+from mitmproxy import version as mitm_version
+from mitmproxy.addons import default_addons
+from mitmproxy.master import Master
+
+from addons.gate import GateAddon
+from addons.identity import Identity
+from policies.errors import PolicyError
+from policies.loader import load_policy
+from policies.model import MAX_HOLD_TIMEOUT
+from policies.normalize import normalize_host
+from proxy.api import ApiSettings, create_app
+from proxy.apiserver import ApiServer
+from proxy.audit import AuditStore
+from proxy.datadir import DataDir, RunLock, acquire_lock, ensure_ca, write_api_json
+from proxy.events import EventBus
+from proxy.gate import DEFAULT_MAX_BODY, Gate, PolicyHolder
+from proxy.holds import HoldQueue
+from proxy.lockdown import Lockdown
+from proxy.records import AuditRecord, Kind
+from proxy.redact import Redactor
+from proxy.tokens import TokenStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+MITMPROXY_MAJOR = int(mitm_version.VERSION.split(".")[0])
+# Above the longest possible hold, so mitmproxy's idle timer never cuts a held request.
+TCP_IDLE_TIMEOUT = int(MAX_HOLD_TIMEOUT) + 600
+VERSION = "0.1.0"
+
+# Options that would let traffic past the gate, with the reason shown when refused.
+UNSAFE_OPTIONS = {
+    "stream_large_bodies": "a streamed request body reaches the server before the decision",
+    "ignore_hosts": "ignored hosts pass through without being decided",
+    "allow_hosts": "hosts outside the list would pass through without being decided",
+    "tcp_hosts": "raw TCP hosts are not decided per request",
+    "udp_hosts": "raw UDP hosts are not decided",
+    "connection_strategy": "eager connections reach the destination before the decision",
+    "rawtcp": "raw TCP inside CONNECT is not decided per request",
+    "ssl_insecure": "disabling upstream certificate verification invites interception",
+    "body_size_limit": "the gate enforces the request size itself, with an audit row",
+    "listen_host": "use --listen",
+    "listen_port": "use --listen",
+    "mode": "use --mode",
+    "confdir": "the CA lives in the data directory",
+    "server": "the proxy server must run",
+}
+
+
+class StartupError(Exception):
+    """Interlock cannot start; the message says why and what to do."""
+
+
+@dataclass
+class RunSettings:
+    policy: Path = DEFAULT_POLICY
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    api_listen: tuple[str, int] = ("127.0.0.1", 8081)
+    data_dir: Path = Path.home() / ".interlock"
+    upstream_ca: Path | None = None
+    mode: str = "regular"
+    mitm_options: dict[str, str] = field(default_factory=dict)
+    auth: str | None = None  # required | optional | None (decide from the setup)
+    max_body: int = DEFAULT_MAX_BODY
+    max_pending_per_agent: int = 20
+    api_allow: tuple[str, ...] = ()
+    api_cert: Path | None = None
+    api_key: Path | None = None
+    api_plain_http: bool = False
+    synchronous: str = "NORMAL"
+    watch_policy: bool = True
+    decision_log: TextIO | None = None
+
+
+def check_unsafe(extra: dict[str, str]) -> None:
+    for name, value in extra.items():
+        if name in UNSAFE_OPTIONS:
+            if name == "connection_strategy" and value == "lazy":
+                continue
+            if name == "rawtcp" and value.lower() in ("false", "0", "no"):
+                continue
+            raise StartupError(f"refusing --set {name}={value}: {UNSAFE_OPTIONS[name]}")
+
+
+class Interlock:
+    """The running gate. `start()` brings everything up or raises StartupError; `stop()` ends it
+    in order: holds expire (agents get their denial), audit rows flush, then proxy and API stop."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.data = DataDir(settings.data_dir)
+        self.events = EventBus()
+        self.redactor = Redactor()
+        self.proxy_address: tuple[str, int] | None = None
+        self.api_address: tuple[str, int] | None = None
+        self.first_operator: tuple[str, Path] | None = None
+        self._lock: RunLock | None = None
+        self._master: Master | None = None
+        self._master_task: asyncio.Task[None] | None = None
+        self._api = ApiServer()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._shutdown = asyncio.Event()
+
+    # -- start --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        check_unsafe(s.mitm_options)
+        try:
+            policy = load_policy(s.policy)
+        except PolicyError as exc:
+            raise StartupError(f"the policy {s.policy} is not valid:\n{exc}") from exc
+        self.data.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._lock = acquire_lock(self.data)
+        except Exception as exc:
+            raise StartupError(str(exc)) from exc
+        try:
+            await self._start(policy)
+        except BaseException:
+            await self._abort()
+            raise
+
+    async def _start(self, policy: Any) -> None:
+        s = self.settings
+        self.policy = PolicyHolder(policy, str(s.policy))
+        self.audit = await AuditStore.open(self.data.db, synchronous=s.synchronous)
+        self.tokens = TokenStore(self.data.tokens)
+        self.first_operator = self.tokens.ensure_first_operator(self.data.operator_token)
+        self.holds = HoldQueue(
+            self.audit, self.events, max_pending_per_agent=s.max_pending_per_agent
+        )
+        self.lockdown = Lockdown(self.audit, self.events)
+        self.ca_cert = ensure_ca(self.data)
+        beyond_loopback = not _is_loopback(s.listen[0])
+        if s.auth is not None:
+            auth_required = s.auth == "required"
+        else:
+            auth_required = bool(policy.agents) or beyond_loopback
+        self.auth_required = auth_required
+        self.identity = Identity(
+            self.tokens, lambda ip: self.policy.policy.agent_for_address(ip), required=auth_required
+        )
+        self.gate = Gate(
+            self.policy,
+            self.holds,
+            self.lockdown,
+            self.audit,
+            self.redactor,
+            max_body=s.max_body,
+            protected=self._protected,
+            decision_log=s.decision_log,
+        )
+        app = create_app(
+            holds=self.holds,
+            lockdown=self.lockdown,
+            events=self.events,
+            audit=self.audit,
+            tokens=self.tokens,
+            reload_policy=self.reload_policy,
+            settings=ApiSettings(
+                allow=tuple(ipaddress.ip_network(c, strict=False) for c in s.api_allow),
+                version=VERSION,
+                shutdown=self._shutdown,
+            ),
+        )
+        self.api_address = await self._api.start(
+            s.api_listen[0],
+            s.api_listen[1],
+            app=app,
+            ssl_certfile=s.api_cert,
+            ssl_keyfile=s.api_key,
+            allow_plain_http=s.api_plain_http,
+        )
+        await self._start_proxy()
+        api_url = f"{'https' if s.api_cert else 'http'}://{_hostport(*self.api_address)}"
+        assert self.proxy_address is not None
+        write_api_json(
+            self.data, api_url, os.getpid(), proxy=f"http://{_hostport(*self.proxy_address)}"
+        )
+        self.api_url = api_url
+        if s.watch_policy:
+            self._watch_task = asyncio.create_task(
+                self._watch_policy(), name="interlock: policy watch"
+            )
+
+    async def _start_proxy(self) -> None:
+        s = self.settings
+        opts = mitm_options.Options()
+        master = Master(opts)
+        master.addons.add(*default_addons())
+        master.addons.add(GateAddon(self.gate, self.identity))
+        values: dict[str, Any] = {
+            "listen_host": s.listen[0],
+            "listen_port": s.listen[1],
+            "mode": [s.mode],
+            "confdir": str(self.data.confdir),
+            # A denied or held request must not touch the destination: no DNS, no TCP, no TLS.
+            "connection_strategy": "lazy",
+            # A streamed request body would reach the server before the decision.
+            "stream_large_bodies": None,
+            # Raw TCP inside CONNECT would escape per-request decisions.
+            "rawtcp": False,
+            # mitmproxy 11.0.x pins an h2 with a request-smuggling flaw (GHSA-847f-9342-265h).
+            "http2": MITMPROXY_MAJOR >= 12,
+        }
+        if s.upstream_ca is not None:
+            values["ssl_verify_upstream_trusted_ca"] = str(s.upstream_ca)
+        if "tcp_timeout" in opts:
+            values["tcp_timeout"] = TCP_IDLE_TIMEOUT
+        else:  # mitmproxy 11.x reads the module constant when each connection handler is made
+            import mitmproxy.proxy.server as mitm_server
+
+            mitm_server.TCP_TIMEOUT = TCP_IDLE_TIMEOUT
+        try:
+            opts.update(**values)
+            for name, value in s.mitm_options.items():
+                opts.set(f"{name}={value}")
+        except Exception as exc:
+            raise StartupError(f"invalid mitmproxy option: {exc}") from exc
+        self._master = master
+        self._master_task = asyncio.create_task(master.run(), name="interlock: mitmproxy")
+        proxyserver = master.addons.get("proxyserver")
+        while not proxyserver.is_running:
+            if self._master_task.done():
+                break
+            await asyncio.sleep(0.01)
+        servers = list(proxyserver.servers)
+        failed = [srv for srv in servers if not srv.is_running]
+        if self._master_task.done() or not servers or failed:
+            reason = "; ".join(str(srv.last_exception) for srv in failed) or "it did not start"
+            raise StartupError(f"cannot listen on {_hostport(*s.listen)}: {reason}")
+        addrs = proxyserver.listen_addrs()
+        self.proxy_address = (str(addrs[0][0]), int(addrs[0][1]))
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _protected(self, host: str, port: int) -> bool:
+        """The proxy's own listen and API addresses are never proxied to."""
+        own = [a for a in (self.proxy_address, self.api_address) if a is not None]
+        if not any(port == p for _, p in own):
+            return False
+        local = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
+        local.update(normalize_host(h) for h, _ in own)
+        return host in local or host.endswith(".localhost") or _is_loopback(host)
+
+    async def reload_policy(self) -> dict[str, Any]:
+        """Swap in the policy file's current content, or keep the old one and say why not."""
+        try:
+            policy = load_policy(self.settings.policy)
+        except PolicyError as exc:
+            errors = [str(p) for p in exc.problems]
+            log.error("interlock: policy reload refused, the old policy stays:\n%s", exc)
+            self.events.publish("policy.rejected", {"errors": errors})
+            return {"ok": False, "errors": errors, "digest": self.policy.policy.digest}
+        except OSError as exc:
+            return {"ok": False, "errors": [str(exc)], "digest": self.policy.policy.digest}
+        if policy.digest != self.policy.policy.digest:
+            self.policy.policy = policy
+            self.audit.append_nowait(
+                AuditRecord(
+                    kind=Kind.POLICY,
+                    request_id=f"policy_{policy.digest[:12]}",
+                    policy_digest=policy.digest,
+                    reason="policy reloaded",
+                )
+            )
+        info = {
+            "ok": True,
+            "errors": [],
+            "rules": len(policy.rules),
+            "digest": policy.digest,
+            "warnings": list(policy.warnings),
+        }
+        self.events.publish("policy.reloaded", info)
+        return info
+
+    async def _watch_policy(self) -> None:
+        """Reload when a policy file changes (polling: no extra dependency, 1 s latency)."""
+
+        def stamp() -> tuple[tuple[str, float, int], ...]:
+            out = []
+            for name in self.policy.policy.files:
+                path = Path(name) if not name.startswith("interlock:") else None
+                if path is not None and path.exists():
+                    st = path.stat()
+                    out.append((name, st.st_mtime, st.st_size))
+            return tuple(out)
+
+        last = stamp()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                current = stamp() if Path(self.settings.policy).exists() else last
+                if current != last:
+                    last = current
+                    await self.reload_policy()
+                    last = stamp()
+            except Exception as exc:  # the watcher must never die silently
+                log.error("interlock: policy watch error: %s", exc)
+
+    def describe(self) -> list[str]:
+        """What `interlock run` prints at start: where everything is."""
+        assert self.proxy_address is not None and self.api_address is not None
+        policy = self.policy.policy
+        lines = [
+            f"interlock {VERSION} (mitmproxy {mitm_version.VERSION})",
+            f"  proxy:    http://{_hostport(*self.proxy_address)}  (mode {self.settings.mode}, "
+            f"auth {'required' if self.auth_required else 'optional'})",
+            f"  API:      {self.api_url}",
+            f"  CA cert:  {self.ca_cert}  (give agents this file, never {self.data.ca_key})",
+            f"  tokens:   {self.data.tokens}",
+            f"  audit:    {self.data.db}",
+            f"  policy:   {self.settings.policy} ({len(policy.rules)} rules, default "
+            f"{policy.default.value})",
+        ]
+        if self.first_operator is not None:
+            name, path = self.first_operator
+            lines.append(f"  operator token for {name!r} created: {path}")
+        else:
+            lines.append(f"  operator token: {self.data.operator_token}")
+        if MITMPROXY_MAJOR < 12:
+            lines.append(
+                "  note: mitmproxy 11.x pins a vulnerable h2; HTTP/2 to clients is off. "
+                "Prefer Python 3.12+ with mitmproxy 12."
+            )
+        return lines
+
+    # -- stop ---------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Shut down in order; every pending hold ends `expired` and its agent gets the denial."""
+        self._shutdown.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        await self.holds.expire_all("the proxy is shutting down")
+        await asyncio.sleep(0.05)  # let the released hooks answer their agents
+        await self.audit.flush()
+        await self._abort()
+
+    async def _abort(self) -> None:
+        if self._master is not None and self._master_task is not None:
+            proxyserver = self._master.addons.get("proxyserver")
+            try:  # close the listening sockets; mitmproxy's shutdown alone leaves them open
+                await asyncio.wait_for(proxyserver.servers.update([]), 5)
+            except Exception as exc:
+                log.warning("interlock: could not stop the proxy servers: %r", exc)
+            self._master.shutdown()
+            try:
+                await asyncio.wait_for(self._master_task, 10)
+            except (TimeoutError, Exception) as exc:
+                log.warning("interlock: mitmproxy did not stop cleanly: %r", exc)
+            self._master = None
+        await self._api.stop()
+        audit = getattr(self, "audit", None)
+        if audit is not None:
+            await audit.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(settings: RunSettings, out: TextIO = sys.stderr) -> int:
+    """`interlock run`: start, say where everything is, run until SIGINT/SIGTERM; SIGHUP reloads."""
+    import signal
+
+    interlock = Interlock(settings)
+    try:
+        await interlock.start()
+    except StartupError as exc:
+        print(f"interlock: {exc}", file=out)
+        return 1
+    for line in interlock.describe():
+        print(line, file=out)
+    out.flush()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(interlock.reload_policy()))
+    await stop.wait()
+    print("interlock: shutting down", file=out)
+    await interlock.stop()
+    return 0
