@@ -39,6 +39,7 @@ class _Connection:
     """What the gate knows about one client connection."""
 
     agent: str | None = None
+    credentials: str | None = None  # the CONNECT's Proxy-Authorization, re-checked per request
     connect_host: str | None = None
     connect_port: int | None = None
     sni: str | None = None
@@ -70,13 +71,12 @@ class GateAddon:
         state = self._conn(flow.client_conn)
         request_id = new_request_id()
         flow.metadata["interlock_request_id"] = request_id
-        agent, refusal = self.identity.resolve(
-            flow.request.headers, state.agent, _ip(flow.client_conn)
-        )
+        credentials = flow.request.headers.get("Proxy-Authorization")
+        agent, refusal = self.identity.resolve(credentials, None, _ip(flow.client_conn))
         if refusal is not None:
             self._respond(flow, await self.gate.record_refusal(self._incoming(flow), refusal))
             return
-        state.agent = agent
+        state.agent, state.credentials = agent, credentials
         host = normalize_host(flow.request.host)
         state.connect_host, state.connect_port = host, flow.request.port
         verdict = await self.gate.check_connect(
@@ -114,7 +114,9 @@ class GateAddon:
         flow.metadata["interlock_started"] = time.time()
         state = self._conn(flow.client_conn)
         agent, refusal = self.identity.resolve(
-            flow.request.headers, state.agent, _ip(flow.client_conn)
+            flow.request.headers.get("Proxy-Authorization"),
+            state.credentials,
+            _ip(flow.client_conn),
         )
         flow.request.headers.pop("Proxy-Authorization", None)  # never forwarded upstream
         flow.metadata["interlock_agent"] = agent

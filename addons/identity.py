@@ -6,8 +6,6 @@ import base64
 import binascii
 from collections.abc import Callable
 
-from mitmproxy import http
-
 from policies.model import ANONYMOUS
 from proxy.gate import Verdict, new_request_id
 from proxy.outcomes import SYSTEM, Outcome
@@ -29,17 +27,20 @@ class Identity:
         self.required = required
 
     def resolve(
-        self, headers: http.Headers, bound: str | None, client_ip: str
+        self, header: str | None, bound: str | None, client_ip: str
     ) -> tuple[str, Verdict | None]:
-        """(agent, None), or (anonymous, a 407 refusal) for bad or missing credentials."""
-        header = headers.get("Proxy-Authorization")
-        if header is not None:
-            name = self._verify(header)
+        """(agent, None), or (anonymous, a 407 refusal) for bad or missing credentials.
+
+        `header` is this request's Proxy-Authorization; `bound` the one its connection's CONNECT
+        carried (HTTPS requests inside a tunnel carry none). Bound credentials are checked again
+        on every request, so removing an agent also closes the tunnels it already opened.
+        """
+        credentials = header if header is not None else bound
+        if credentials is not None:
+            name = self._verify(credentials)
             if name is None:
                 return ANONYMOUS, _challenge("the proxy credentials are not valid")
             return name, None
-        if bound is not None:
-            return bound, None  # HTTPS requests inside a CONNECT carry no credentials
         by_address = self.agent_for_address(client_ip) if client_ip else None
         if by_address is not None:
             return by_address, None

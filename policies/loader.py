@@ -17,6 +17,7 @@ from policies.rules import NAME_RE, ChannelRef, RuleReader, unknown_key
 from policies.yamlnodes import Source, as_list, is_map, is_scalar, is_seq
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+DEFAULT_POLICY = Path(__file__).parent / "default.yaml"  # what `interlock run` uses by default
 PRESET_PREFIX = "interlock:"
 TOP_KEYS = ["version", "description", "default", "default_reason", "include", "agents",
             "channels", "rules"]  # fmt: skip

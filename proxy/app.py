@@ -19,7 +19,7 @@ from mitmproxy.master import Master
 from addons.gate import GateAddon
 from addons.identity import Identity
 from policies.errors import PolicyError
-from policies.loader import load_policy
+from policies.loader import DEFAULT_POLICY, load_policy
 from policies.model import MAX_HOLD_TIMEOUT
 from policies.normalize import normalize_host
 from proxy.api import ApiSettings, create_app
@@ -36,7 +36,6 @@ from proxy.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 MITMPROXY_MAJOR = int(mitm_version.VERSION.split(".")[0])
 # Above the longest possible hold, so mitmproxy's idle timer never cuts a held request.
 TCP_IDLE_TIMEOUT = int(MAX_HOLD_TIMEOUT) + 600

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from proxy.app import DEFAULT_POLICY, RunSettings, serve
+from policies.loader import DEFAULT_POLICY
 from proxy.datadir import resolve_data_dir
 
 _SIZE = re.compile(r"(\d+)\s*([kmg]i?b?|b)?", re.IGNORECASE)
@@ -130,6 +130,9 @@ def register(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    # Imported here so other commands start without loading mitmproxy.
+    from proxy.app import RunSettings, serve
+
     settings = RunSettings(
         policy=args.policy,
         listen=args.listen,
