@@ -308,10 +308,7 @@ class Gate:
         outcome = hold.state if hold.state is not Outcome.PENDING else Outcome.PENDING
         if outcome is Outcome.APPROVED:
             verdict = Verdict(Outcome.APPROVED, incoming.request_id, hold=hold)
-            if hold.forwarder_claimed:
-                verdict.follower = True
-            else:
-                hold.forwarder_claimed = True
+            verdict.follower = not self.holds.claim_forwarding(hold)
             self._log_line(incoming, verdict, decision)
             return verdict
         if outcome is Outcome.PENDING:

@@ -244,6 +244,17 @@ class HoldQueue:
             return None
         return hold
 
+    def claim_forwarding(self, hold: Hold) -> bool:
+        """True for the one waiter that sends an approved request upstream; the others copy its
+        response. Once sent, the approval cannot also be replayed by a retry."""
+        if hold.forwarder_claimed:
+            return False
+        hold.forwarder_claimed = True
+        entry = self._approved.get(hold.key)
+        if entry is not None and entry[0] is hold:
+            del self._approved[hold.key]
+        return True
+
     def mark_client_gone(self, hold: Hold) -> None:
         if hold.pending and not hold.client_gone:
             hold.client_gone = True

@@ -320,3 +320,21 @@ async def test_shutdown_expires_pending_holds_and_answers_the_agent(
     assert response.status_code == 403
     assert response.json()["outcome"] == "expired" and "shutting down" in response.json()["reason"]
     assert upstream.connections == 0
+
+
+async def test_an_approval_already_used_by_its_waiter_is_not_replayed(
+    tmp_path: Path, tls: Tls, upstream: Upstream
+) -> None:
+    running = await start_interlock(tmp_path, tls, upstream, policy_text(pending="1s"))
+    try:
+        async with running.client() as client:
+            held = asyncio.create_task(client.post(running.url("/deploy/once"), content=b"pay"))
+            (hold,) = await wait_for_hold(running)
+            async with running.api() as api:
+                await api.post(f"/v1/holds/{hold['id']}/approve", json={})
+            assert (await held).status_code == 200
+            again = await client.post(running.url("/deploy/once"), content=b"pay")
+        assert again.status_code == 429  # a new hold, not a second pass on the same approval
+        assert upstream.paths().count("/deploy/once") == 1
+    finally:
+        await running.interlock.stop()
