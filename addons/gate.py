@@ -170,6 +170,10 @@ class GateAddon:
             leads_others = (
                 verdict is not None and verdict.hold is not None and verdict.hold.joined > 0
             )
+            if verdict is not None and verdict.forward:
+                # Set here, not in `response`: a streamed body has its headers sent already.
+                flow.response.headers[DECISION_HEADER] = verdict.outcome.value
+                flow.response.headers[REQUEST_ID_HEADER] = verdict.request_id
             length = flow.response.headers.get("content-length")
             large = length is None or not length.isdigit() or int(length) > STREAM_RESPONSES_OVER
             if large and not leads_others:
@@ -188,8 +192,6 @@ class GateAddon:
         assert flow.response is not None
         if verdict is None or not verdict.forward:
             return  # our own refusal, already recorded
-        flow.response.headers[DECISION_HEADER] = verdict.outcome.value
-        flow.response.headers[REQUEST_ID_HEADER] = verdict.request_id
         hold = verdict.hold
         if hold is not None and not verdict.follower and not hold.shared_response.done():
             hold.shared_response.set_result(flow.response.copy())
@@ -294,6 +296,7 @@ class GateAddon:
         copy.headers[REQUEST_ID_HEADER] = verdict.request_id
         flow.response = copy
         flow.metadata["interlock_verdict"] = None  # answered from the leader's response
+        flow.metadata["interlock_answered"] = True
 
     def _respond(self, flow: http.HTTPFlow, verdict: Verdict) -> None:
         headers = {"Content-Type": "application/json", **verdict.headers}

@@ -338,3 +338,11 @@ async def test_an_approval_already_used_by_its_waiter_is_not_replayed(
         assert upstream.paths().count("/deploy/once") == 1
     finally:
         await running.interlock.stop()
+
+
+async def test_large_downloads_stream_through_with_the_gates_header(gate: Running) -> None:
+    size = 8 * 1024 * 1024  # over the request body limit's scale: responses are never limited
+    async with gate.client() as client, client.stream("GET", gate.url(f"/big/{size}")) as response:
+        assert response.headers["X-Interlock-Decision"] == "allowed"
+        received = sum([len(chunk) async for chunk in response.aiter_bytes()])
+    assert response.status_code == 200 and received == size
