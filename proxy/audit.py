@@ -7,66 +7,57 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
+import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Coroutine, Iterable
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from proxy.records import AuditRecord, Kind
+from proxy.auditchain import COLUMNS, INSERT_SQL, AuditError, ChainHead, chain_rows
+from proxy.auditchain import encode_record as _encode
+from proxy.auditkeys import SignedHead, SigningKey
+from proxy.auditreads import MAX_QUERY_LIMIT, StoreReads
+from proxy.auditschema import INSERT_CHECKPOINT_SQL, SCHEMA_VERSION, SchemaError, migrate
+from proxy.records import AuditRecord
 from proxy.redact import Redactor
 
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_REDACTOR",
+    "MAX_QUERY_LIMIT",
+    "SCHEMA_VERSION",
+    "AuditError",
+    "AuditStore",
+]
 log = logging.getLogger(__name__)
 
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(AuditRecord))
-MAX_QUERY_LIMIT = 1000
 DEFAULT_REDACTOR = Redactor()
-_INSERT = f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_FILTERS = ("agent", "host", "outcome", "rule", "kind")
-_HOLD_OUTCOMES = ("approved", "denied", "expired")
-_APPEND_ONLY = "BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END"
-# Forward-only: step N (its statements) brings the schema from version N-1 to N.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE audit (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL,
-            request_id TEXT NOT NULL, agent TEXT, client TEXT, method TEXT, scheme TEXT,
-            host TEXT, port INTEGER, path TEXT, query TEXT, headers TEXT NOT NULL DEFAULT '[]',
-            body_size INTEGER, body_sha256 TEXT, body_preview TEXT, rule TEXT, action TEXT,
-            outcome TEXT, decided_by TEXT, channel TEXT, reason TEXT, hold_id TEXT,
-            held_ms INTEGER, status INTEGER, response_size INTEGER, duration_ms INTEGER,
-            policy_digest TEXT, detail TEXT)""",
-        # Single-column indexes end in the rowid, so `col = ? ORDER BY seq DESC` needs no sort.
-        "CREATE INDEX audit_at ON audit (at)",
-        "CREATE INDEX audit_kind ON audit (kind)",
-        "CREATE INDEX audit_agent ON audit (agent)",
-        "CREATE INDEX audit_host ON audit (host)",
-        "CREATE INDEX audit_outcome ON audit (outcome)",
-        "CREATE INDEX audit_rule ON audit (rule)",
-        "CREATE INDEX audit_request_id ON audit (request_id)",
-        "CREATE INDEX audit_hold_id ON audit (hold_id)",
-        "CREATE INDEX audit_hold_rule ON audit (rule, outcome) WHERE kind = 'hold'",
-        f"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit {_APPEND_ONLY}",
-        f"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit {_APPEND_ONLY}",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class AuditError(Exception):
-    """A row could not be durably recorded (or read); the gate must refuse the request."""
+CHECKPOINT_EVERY = 1000
+CHECKPOINT_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
 class _Entry:
     params: tuple[Any, ...]
     waiter: asyncio.Future[int] | None  # None for append_nowait
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    commit_timeout: float
+    batch_max: int
+    redactor: Redactor | None
+    signing_key: SigningKey | None
+    checkpoint_every: int
+    checkpoint_interval: float
+    on_checkpoint: Callable[[SignedHead], None] | None
 
 
 _tasks: set[asyncio.Task[None]] = set()
@@ -80,11 +71,13 @@ def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     return task
 
 
-class AuditStore:
+class AuditStore(StoreReads):
     """Audit rows in SQLite (WAL), written by a single task that commits queued rows together.
 
-    Rows are append-only: triggers refuse UPDATE and DELETE. Retention will come from a separate
-    prune step, which must drop and recreate `audit_no_delete` inside its own transaction.
+    The writer chains each row to the one before it (see `proxy.auditchain`) and, given a signing
+    key, writes a signed checkpoint of the chain head every `checkpoint_every` rows, every
+    `checkpoint_interval` seconds while rows arrive, and at `close()`. Rows are append-only:
+    triggers refuse UPDATE and DELETE; `interlock audit prune` is the only way rows are removed.
     """
 
     def __init__(
@@ -92,14 +85,15 @@ class AuditStore:
         path: Path,
         db: aiosqlite.Connection,
         reader: aiosqlite.Connection,
-        commit_timeout: float,
-        batch_max: int,
-        redactor: Redactor | None,
+        options: _Options,
+        head: ChainHead,
+        checkpointed: int,
     ) -> None:
         """Use `AuditStore.open`."""
         self.path = path
-        self._db, self._reader = db, reader
-        self._commit_timeout, self._batch_max, self._redactor = commit_timeout, batch_max, redactor
+        self._db, self._reader, self._options = db, reader, options
+        self._commit_timeout, self._batch_max = options.commit_timeout, options.batch_max
+        self._redactor = options.redactor
         self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
         self._enqueued = self._settled = self._failed = self._commits = 0
@@ -107,6 +101,9 @@ class AuditStore:
         self._last_error: BaseException | None = None
         self._closed = False
         self._close_done: asyncio.Future[None] | None = None
+        self._head, self._checkpointed = head, checkpointed
+        self._checkpoint_clock = time.monotonic()
+        self.last_checkpoint: SignedHead | None = None
         self._task = _spawn(self._write_loop(), f"interlock audit writer ({path.name})")
         self._task.add_done_callback(self._writer_stopped)
 
@@ -119,11 +116,16 @@ class AuditStore:
         commit_timeout: float = 5.0,
         batch_max: int = 512,
         redactor: Redactor | None = DEFAULT_REDACTOR,
+        signing_key: SigningKey | None = None,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
+        on_checkpoint: Callable[[SignedHead], None] | None = None,
     ) -> AuditStore:
         """Open (creating, mode 0600) and migrate the database, and start the writer.
 
         NORMAL survives a crash of the process; FULL also survives a power loss, at a cost.
         `redactor` is a last line of defence over what callers should already have redacted.
+        Without `signing_key` the chain is kept but no checkpoint is signed.
         """
         sync = synchronous.upper()
         if sync not in ("NORMAL", "FULL"):
@@ -132,6 +134,12 @@ class AuditStore:
             raise ValueError(f"commit_timeout must be positive, not {commit_timeout!r}")
         if batch_max < 1:
             raise ValueError(f"batch_max must be at least 1, not {batch_max!r}")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, not {checkpoint_every!r}")
+        if checkpoint_interval <= 0:
+            raise ValueError(f"checkpoint_interval must be positive, not {checkpoint_interval!r}")
+        options = _Options(commit_timeout, batch_max, redactor, signing_key, checkpoint_every,
+                           checkpoint_interval, on_checkpoint)  # fmt: skip
         path = Path(path)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -148,7 +156,7 @@ class AuditStore:
             await db.execute(f"PRAGMA synchronous={sync}")
             await db.execute(f"PRAGMA busy_timeout={busy_ms}")
             await db.execute("PRAGMA journal_size_limit=67108864")  # WAL shrinks back to 64 MiB
-            await _migrate(db, path)
+            head, checkpointed = await asyncio.to_thread(_prepare, path, busy_ms)
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
             await reader.execute(f"PRAGMA busy_timeout={busy_ms}")
@@ -157,10 +165,12 @@ class AuditStore:
             for conn in (db, reader):
                 if conn is not None:
                     await conn.close()  # its thread would otherwise keep the process alive
+            if isinstance(exc, SchemaError):
+                raise AuditError(str(exc)) from exc
             if isinstance(exc, sqlite3.Error | OSError):
                 raise AuditError(f"cannot open the audit database {path}: {exc}") from exc
             raise
-        return cls(path, db, reader, commit_timeout, batch_max, redactor)
+        return cls(path, db, reader, options, head, checkpointed)
 
     @property
     def healthy(self) -> bool:
@@ -229,39 +239,18 @@ class AuditStore:
 
     def _enqueue(self, record: AuditRecord, *, wait: bool) -> asyncio.Future[int] | None:
         self._check_writer()
-        params = self._params(record)
+        params = _encode(record, self._redactor)
         waiter = asyncio.get_running_loop().create_future() if wait else None
         self._queue.append(_Entry(params, waiter))
         self._enqueued += 1
         self._wakeup.set()
         return waiter
 
-    def _params(self, record: AuditRecord) -> tuple[Any, ...]:
-        if not record.kind or not record.request_id:
-            raise AuditError(f"audit row needs a kind and a request_id, got {record!r}")
-        values = {name: getattr(record, name) for name in COLUMNS}
-        if (r := self._redactor) is not None:  # a second line of defence, kept cheap
-            values["headers"] = r.headers(record.headers)
-            values["detail"] = r.redact_json(record.detail)
-            text, shapes = r.redact_text, r.redact_shapes
-            for name, redact in (("query", text), ("reason", text), ("path", shapes),
-                                 ("body_preview", shapes)):  # fmt: skip
-                values[name] = redact(values[name]) if values[name] else values[name]
-        try:
-            values["headers"] = json.dumps([list(h) for h in values["headers"]], ensure_ascii=False)
-            if values["detail"] is not None:
-                values["detail"] = json.dumps(values["detail"], ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise AuditError(
-                f"audit row for {record.request_id} is not serialisable: {exc}"
-            ) from exc
-        return tuple(values[name] for name in COLUMNS)
-
     async def _write_loop(self) -> None:
         while self._queue or not self._closed:
             if not self._queue:
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                await self._idle()
                 continue
             batch: list[_Entry] = []
             while self._queue and len(batch) < self._batch_max:
@@ -272,13 +261,31 @@ class AuditStore:
                     batch.append(entry)
             if batch:
                 await self._write(batch)
+            if self._checkpoint_due() == 0:
+                await self._checkpoint()
+        await self._checkpoint()  # at shutdown
+
+    async def _idle(self) -> None:
+        """Wait for rows; meanwhile write the timed checkpoint when it falls due."""
+        due = self._checkpoint_due()
+        if due is None:
+            await self._wakeup.wait()
+            return
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), due)
+        except TimeoutError:
+            await self._checkpoint()
 
     async def _write(self, batch: list[_Entry]) -> None:
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                await self._db.executemany(_INSERT, [entry.params for entry in batch])
-                last = next(iter(await self._db.execute_fetchall("SELECT last_insert_rowid()")))[0]
+                found = await self._db.execute_fetchall(
+                    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                )
+                head = ChainHead(*next(iter(found))) if found else ChainHead.genesis()
+                rows = chain_rows(head, [entry.params for entry in batch])  # off the request path
+                await self._db.executemany(INSERT_SQL, rows)
                 live = [e for e in batch if e.waiter is None or not e.waiter.done()]
                 if len(live) < len(batch):  # someone gave up meanwhile: write only the others
                     await self._db.execute("ROLLBACK")
@@ -295,14 +302,57 @@ class AuditStore:
             return
         self._commits += 1
         self._last_error = None
-        for seq, entry in enumerate(batch, start=last - len(batch) + 1):
+        self._head = head
+        for row, entry in zip(rows, batch, strict=True):
             if entry.waiter is None:
                 continue
             if entry.waiter.done():
-                log.warning("audit row %d was committed after its writer stopped waiting", seq)
+                log.warning("audit row %d was committed after its writer stopped waiting", row[0])
             else:
-                entry.waiter.set_result(seq)
+                entry.waiter.set_result(row[0])
         self._settle(len(batch))
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _checkpoint_due(self) -> float | None:
+        """Seconds until the next checkpoint is due (0: now), or None when none is needed."""
+        unsigned = self._head.seq - self._checkpointed
+        if self._options.signing_key is None or unsigned <= 0:
+            return None
+        if unsigned >= self._options.checkpoint_every:
+            return 0
+        elapsed = time.monotonic() - self._checkpoint_clock
+        return max(0.0, self._options.checkpoint_interval - elapsed)
+
+    async def _checkpoint(self) -> None:
+        """Sign the chain head and store the checkpoint; a failure is logged and retried later."""
+        key, head = self._options.signing_key, self._head
+        if key is None or head.seq <= self._checkpointed:
+            return
+        self._checkpoint_clock = time.monotonic()
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                first = next(iter(await self._db.execute_fetchall("SELECT MIN(seq) FROM audit")))
+                count = head.seq - int(first[0] or head.seq) + 1
+                signed = SignedHead.sign(key, head.seq, head.hash, time.time(), count)
+                await self._db.execute(INSERT_CHECKPOINT_SQL, (
+                    signed.seq, signed.at, signed.hash, count, signed.signature, signed.key_id,
+                ))  # fmt: skip
+                await self._db.execute("COMMIT")
+            except Exception:
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            log.error("could not write an audit checkpoint at seq %d: %s", head.seq, exc)
+            return
+        self._checkpointed, self.last_checkpoint = head.seq, signed
+        if (publish := self._options.on_checkpoint) is not None:
+            try:
+                publish(signed)
+            except Exception:
+                log.exception("publishing the audit checkpoint at seq %d failed", head.seq)
 
     def _fail(self, batch: Iterable[_Entry], exc: BaseException) -> None:
         self._last_error = exc
@@ -342,124 +392,11 @@ class AuditStore:
                 done.set_result(None)
         self._flushers.clear()
 
-    # -- reading ----------------------------------------------------------------------------
 
-    async def query(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        agent: str | None = None,
-        host: str | None = None,
-        outcome: str | None = None,
-        rule: str | None = None,
-        kind: str | None = "request",
-        limit: int = 100,
-        before_seq: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Rows newest first (`at` in [since, until), `seq` below before_seq for paging).
-
-        Request rows also get `final_outcome` (their latest request or hold outcome) and the
-        `status`, `response_size` and `duration_ms` of their completion row, if any.
-        """
-        if not 1 <= limit <= MAX_QUERY_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_QUERY_LIMIT}, not {limit}")
-        values = {"agent": agent, "host": host, "outcome": outcome, "rule": rule, "kind": kind}
-        where = [f"{name} = ?" for name in _FILTERS if values[name] is not None]
-        params: list[Any] = [values[name] for name in _FILTERS if values[name] is not None]
-        for clause, value in (("at >= ?", since), ("at < ?", until), ("seq < ?", before_seq)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        sql = "SELECT * FROM audit"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self._read(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
-        if kind == Kind.REQUEST and rows:
-            await self._merge_final_state(rows)
-        return rows
-
-    async def trail(self, request_id: str) -> list[dict[str, Any]]:
-        """Every row of one request, in the order they were written."""
-        return await self._read(
-            "SELECT * FROM audit WHERE request_id = ? ORDER BY seq", (request_id,)
-        )
-
-    async def stats_for_rule(self, rule: str) -> dict[str, Any]:
-        """How holds of `rule` ended: counts per final outcome and when the last one was decided."""
-        rows = await self._read(
-            "SELECT outcome, COUNT(*) AS n, MAX(at) AS last FROM audit"
-            " WHERE kind = 'hold' AND rule = ? GROUP BY outcome",
-            (rule,),
-        )
-        found = {row["outcome"]: row for row in rows if row["outcome"] in _HOLD_OUTCOMES}
-        counts = {name: found[name]["n"] if name in found else 0 for name in _HOLD_OUTCOMES}
-        last = max((row["last"] for row in found.values()), default=None)
-        return {"rule": rule, **counts, "decisions": sum(counts.values()), "last_decision_at": last}
-
-    async def _merge_final_state(self, rows: list[dict[str, Any]]) -> None:
-        ids = list(dict.fromkeys(row["request_id"] for row in rows))
-        later = await self._read(
-            "SELECT request_id, kind, outcome, status, response_size, duration_ms FROM audit"
-            f" WHERE request_id IN ({', '.join('?' * len(ids))})"
-            " AND kind IN ('request', 'hold', 'completion') ORDER BY seq",
-            ids,
-        )
-        final: dict[str, str | None] = {}
-        completion: dict[str, dict[str, Any]] = {}
-        for row in later:
-            if row["kind"] == Kind.COMPLETION:
-                completion[row["request_id"]] = row
-            else:
-                final[row["request_id"]] = row["outcome"]
-        for row in rows:
-            row["final_outcome"] = final.get(row["request_id"], row["outcome"])
-            done = completion.get(row["request_id"])
-            if done is not None:
-                row.update(status=done["status"], response_size=done["response_size"],
-                           duration_ms=done["duration_ms"])  # fmt: skip
-
-    async def _read(self, sql: str, params: Iterable[Any]) -> list[dict[str, Any]]:
-        if self._closed:
-            raise AuditError(f"the audit store {self.path} is closed")
-        try:
-            rows = await self._reader.execute_fetchall(sql, tuple(params))
-        except (sqlite3.Error, ValueError) as exc:
-            raise AuditError(f"audit read from {self.path} failed: {exc}") from exc
-        return [_decode(row) for row in rows]
-
-
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(zip(row.keys(), row, strict=True))
-    if isinstance(out.get("headers"), str):
-        out["headers"] = json.loads(out["headers"])
-    if isinstance(out.get("detail"), str):
-        out["detail"] = json.loads(out["detail"])
-    return out
-
-
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    """Bring the schema to SCHEMA_VERSION in one transaction; refuse a newer schema."""
-
-    async def version() -> int:
-        return int(next(iter(await db.execute_fetchall("PRAGMA user_version")))[0])
-
-    if await version() == SCHEMA_VERSION:
-        return
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        found = await version()  # again, under the write lock: another process may have migrated
-        if found > SCHEMA_VERSION:
-            raise AuditError(
-                f"{path} has audit schema version {found}, newer than this Interlock "
-                f"understands ({SCHEMA_VERSION}); upgrade Interlock"
-            )
-        for step in MIGRATIONS[found:]:
-            for statement in step:
-                await db.execute(statement)
-        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        await db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            await db.execute("ROLLBACK")
-        raise
+def _prepare(path: Path, busy_ms: int) -> tuple[ChainHead, int]:
+    """Migrate the schema; return the chain head and the seq of the last checkpoint."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        migrate(conn, path)
+        checkpointed = conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()[0]
+        return ChainHead.read(conn), int(checkpointed or 0)

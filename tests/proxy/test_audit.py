@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from proxy.audit import COLUMNS, SCHEMA_VERSION, AuditError, AuditStore
+from proxy.auditchain import STORED
 from proxy.records import AuditRecord, Kind
 
 
@@ -231,8 +232,9 @@ async def test_file_mode_schema_version_and_columns(store: AuditStore, db_path: 
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         names = [row[1] for row in conn.execute("PRAGMA table_info(audit)")]
-    assert names == ["seq", "at", "kind", "request_id", *COLUMNS[3:]]
-    assert set(names) == {"seq", *COLUMNS}
+    assert names == ["seq", "at", "kind", "request_id", *COLUMNS[3:], "interlock_version",
+                     "prev_hash", "hash"]  # fmt: skip
+    assert sorted(names) == sorted(STORED)
 
 
 async def test_reopen_keeps_rows_and_seq_continues(db_path: Path) -> None:
