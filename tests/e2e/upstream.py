@@ -8,7 +8,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def make_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for localhost / 127.0.0.1; returns (ca, cert, key) paths."""
+def make_tls(
+    directory: Path, names: Sequence[str] = ("localhost", "127.0.0.1")
+) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for `names` (hosts or IPs); returns (ca, cert, key) paths."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "interlock test upstream CA")])
@@ -46,9 +48,7 @@ def make_tls(directory: Path) -> tuple[Path, Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_alt_name(n) for n in names]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )  # fmt: skip
     ca_path, cert_path, key_path = (
@@ -62,6 +62,13 @@ def make_tls(directory: Path) -> tuple[Path, Path, Path]:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))  # fmt: skip
     return ca_path, cert_path, key_path
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 @dataclass
@@ -141,11 +148,19 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
 
-def start_upstream(cert: Path, key: Path) -> tuple[Upstream, Callable[[], None]]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+class _Server6(_Server):
+    address_family = socket.AF_INET6  # bound to "::" it also accepts IPv4 (dual stack)
+
+
+def start_upstream(
+    cert: Path | None, key: Path | None, *, host: str = "127.0.0.1", port: int = 0
+) -> tuple[Upstream, Callable[[], None]]:
+    """Serve HTTPS with `cert` and `key` (plain HTTP when both are None) on `host:port`."""
+    server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
+    if cert is not None and key is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     upstream = Upstream(port=server.server_address[1])
     server.upstream = upstream
     thread = threading.Thread(target=server.serve_forever, name="upstream", daemon=True)
