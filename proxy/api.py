@@ -25,9 +25,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from policies.durations import parse_duration
 from proxy.audit import MAX_QUERY_LIMIT, AuditError
 from proxy.events import EventBus
-from proxy.holds import HoldAlreadyDecided, HoldError, HoldQueue
+from proxy.grants import GrantError, GrantRequest, GrantStore, check_grantable, grant_record
+from proxy.holds import Hold, HoldAlreadyDecided, HoldError, HoldQueue
 from proxy.lockdown import Lockdown
 from proxy.outcomes import Outcome, person
+from proxy.records import AuditRecord
 
 CHANNEL_HEADER = "X-Interlock-Channel"
 CHANNELS = frozenset({"cli", "tui"})  # anything else a client claims is recorded as "api"
@@ -68,6 +70,8 @@ class AuditReader(Protocol):
     async def trail(self, request_id: str) -> list[dict[str, Any]]: ...
 
     async def stats_for_rule(self, rule: str) -> dict[str, Any]: ...
+
+    async def append(self, record: AuditRecord) -> int: ...
 
 
 def _installed_version() -> str:
@@ -281,8 +285,10 @@ class Handlers:
         reload_policy: Callable[[], Awaitable[dict[str, Any]]],
         settings: ApiSettings,
         shutdown: asyncio.Event,
+        grants: GrantStore | None = None,
     ) -> None:
         self.holds, self.lockdown, self.events, self.audit = holds, lockdown, events, audit
+        self.grants = grants
         self.reload_policy, self.settings, self.shutdown = reload_policy, settings, shutdown
         # Event ids on the wire: the bus's id plus the start time in microseconds, so an id kept
         # across a proxy restart is older than anything this process sent and gets `resync`.
@@ -320,10 +326,21 @@ class Handlers:
 
     async def _decide(self, request: Request, *, approve: bool) -> Response:
         hold_id = request.path_params["hold_id"]
-        reason = _optional_str(await _json_body(request), "reason")
+        body = await _json_body(request)
+        reason = _optional_str(body, "reason")
         if not approve and not (reason and reason.strip()):
             return error(400, "reason_required", "a denial needs a reason, so the agent can adapt")
         by, channel = self._who(request)
+        choice = None
+        if approve and body.get("grant") is not None:
+            current = self.holds.get(hold_id)
+            try:
+                choice = GrantRequest.from_json(body["grant"])
+                if current is not None:
+                    check_grantable(choice, current.rule, current.severity,
+                                    current.settings.approvals, self.grants)  # fmt: skip
+            except GrantError as exc:
+                return error(400, "invalid_grant", str(exc))
         try:
             hold = await self.holds.decide(
                 hold_id, approve=approve, by=by, channel=channel, reason=reason
@@ -343,7 +360,41 @@ class Handlers:
             return JSONResponse(body, 202)
         if hold.state is Outcome.ERROR:
             return error(503, "not_recorded", hold.decision_reason or "", hold=hold.to_json())
-        return JSONResponse(hold.to_json())
+        answer = hold.to_json()
+        if choice is not None and hold.state is Outcome.APPROVED:
+            answer["grant"] = await self._create_grant(choice, hold, by, channel)
+        return JSONResponse(answer)
+
+    async def _create_grant(
+        self, choice: GrantRequest, hold: Hold, by: str, channel: str
+    ) -> dict[str, Any]:
+        assert self.grants is not None
+        r = hold.request
+        grant = self.grants.create(
+            choice, rule=hold.rule, severity=hold.severity, approvals=hold.settings.approvals,
+            agent=r.agent, method=r.method, scheme=r.scheme, host=r.host, port=r.port,
+            path=r.path, key=hold.exact_key, created_by=by, hold_id=hold.id,
+        )  # fmt: skip
+        await self.audit.append(grant_record(grant, "created", by, channel))
+        self.events.publish("grant.created", grant.to_json())
+        return grant.to_json()
+
+    async def list_grants(self, request: Request) -> Response:
+        grants = self.grants.active() if self.grants is not None else []
+        return JSONResponse({"grants": [g.to_json() for g in grants]})
+
+    async def revoke_grant(self, request: Request) -> Response:
+        grant_id = request.path_params["grant_id"]
+        by, channel = self._who(request)
+        if self.grants is None:
+            return error(404, "not_found", f"no active grant {grant_id!r}")
+        try:
+            grant = self.grants.revoke(grant_id, by)
+        except KeyError:
+            return error(404, "not_found", f"no active grant {grant_id!r}")
+        await self.audit.append(grant_record(grant, "revoked", by, channel))
+        self.events.publish("grant.revoked", grant.to_json())
+        return JSONResponse(grant.to_json())
 
     async def stream_events(self, request: Request) -> Response | EventStream:
         text = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
@@ -423,6 +474,8 @@ ROUTES: tuple[tuple[str, str, str, str, str], ...] = (
      "200 404"),
     ("GET", "/v1/rules/{rule}/stats", "rule_stats", "How a rule's requests ended", "200"),
     ("POST", "/v1/policy/reload", "reload", "Re-read the policy files", "200 422"),
+    ("GET", "/v1/grants", "list_grants", "Active grants", "200"),
+    ("DELETE", "/v1/grants/{grant_id}", "revoke_grant", "Revoke a grant", "200 404"),
     ("GET", "/v1/lockdown", "get_lockdown", "Whether lockdown is on", "200"),
     ("POST", "/v1/lockdown", "set_lockdown", "Switch lockdown on or off", "200 400"),
 )  # fmt: skip
@@ -528,10 +581,11 @@ def create_app(
     tokens: OperatorTokens,
     reload_policy: Callable[[], Awaitable[dict[str, Any]]],
     settings: ApiSettings,
+    grants: GrantStore | None = None,
 ) -> Starlette:
     """The control API. Setting `app.state.shutdown` (`settings.shutdown`) ends event streams."""
     shutdown = settings.shutdown or asyncio.Event()
-    handlers = Handlers(holds, lockdown, events, audit, reload_policy, settings, shutdown)
+    handlers = Handlers(holds, lockdown, events, audit, reload_policy, settings, shutdown, grants)
     routes = [
         Route(path, getattr(handlers, name), methods=[method]) for method, path, name, *_ in ROUTES
     ]

@@ -184,20 +184,39 @@ class ApiClient:
         hold: dict[str, Any] = body
         return hold
 
-    async def approve(self, hold_id: str, reason: str | None = None) -> DecisionResult:
-        return await self._decide(hold_id, "approve", reason)
+    async def approve(
+        self, hold_id: str, reason: str | None = None, grant: dict[str, Any] | None = None
+    ) -> DecisionResult:
+        """Approve; with `grant` ({scope, duration, pattern?, all_agents?}) also remember it."""
+        return await self._decide(hold_id, "approve", reason, grant)
 
     async def deny(self, hold_id: str, reason: str) -> DecisionResult:
         return await self._decide(hold_id, "deny", reason)
 
-    async def _decide(self, hold_id: str, verb: str, reason: str | None) -> DecisionResult:
+    async def _decide(
+        self, hold_id: str, verb: str, reason: str | None, grant: dict[str, Any] | None = None
+    ) -> DecisionResult:
         path = f"/v1/holds/{quote(hold_id, safe='')}/{verb}"
-        body_in = {"reason": reason} if reason is not None else {}
+        body_in: dict[str, Any] = {"reason": reason} if reason is not None else {}
+        if grant is not None:
+            body_in["grant"] = grant
         status, body = await self._request("POST", path, json_body=body_in)
         if status == 202:
             return DecisionResult(False, body["hold"], body["votes"], body["needed"])
         votes = len(body.get("votes", []))
         return DecisionResult(True, body, votes, body.get("approvals_needed", 1))
+
+    # -- grants -------------------------------------------------------------------------------
+
+    async def grants(self) -> list[dict[str, Any]]:
+        _, body = await self._request("GET", "/v1/grants")
+        grants: list[dict[str, Any]] = body["grants"]
+        return grants
+
+    async def revoke_grant(self, grant_id: str) -> dict[str, Any]:
+        _, body = await self._request("DELETE", f"/v1/grants/{quote(grant_id, safe='')}")
+        grant: dict[str, Any] = body
+        return grant
 
     # -- lockdown, policy, health ---------------------------------------------------------------
 
@@ -245,6 +264,12 @@ class ApiClient:
         _, body = await self._request("GET", "/v1/requests", params=params)
         return RequestPage(body["requests"], body["next"])
 
+    async def rule_stats(self, rule: str) -> dict[str, Any]:
+        """How `rule`'s holds ended: approved, denied and expired counts, last decision time."""
+        _, body = await self._request("GET", f"/v1/rules/{quote(rule, safe='')}/stats")
+        stats: dict[str, Any] = body
+        return stats
+
     async def trail(self, request_id: str) -> list[dict[str, Any]]:
         _, body = await self._request("GET", f"/v1/requests/{quote(request_id, safe='')}")
         trail: list[dict[str, Any]] = body["trail"]
@@ -252,8 +277,13 @@ class ApiClient:
 
     # -- events ---------------------------------------------------------------------------------
 
-    async def events(self, last_event_id: str | None = None) -> AsyncIterator[ServerEvent]:
-        """Server-sent events until the server ends the stream; resume with the last id seen."""
+    async def events(
+        self, last_event_id: str | None = None, *, on_open: Callable[[], None] | None = None
+    ) -> AsyncIterator[ServerEvent]:
+        """Server-sent events until the server ends the stream; resume with the last id seen.
+
+        `on_open` is called once the server has accepted the stream, before any event.
+        """
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         timeout = httpx.Timeout(self.timeout, read=None)
         try:
@@ -263,6 +293,8 @@ class ApiClient:
                 if response.is_error:
                     await response.aread()
                     raise _api_error(response.status_code, _json_or_text(response.text))
+                if on_open is not None:
+                    on_open()
                 async for event in _parse_sse(response.aiter_lines()):
                     yield event
         except httpx.HTTPError as exc:

@@ -20,6 +20,8 @@ from policies.engine import Policy
 from policies.model import Action, Decision, HostAction
 from policies.request import make_request
 from proxy.audit import AuditStore
+from proxy.events import EventBus
+from proxy.grants import GrantStore, exact_key
 from proxy.holds import HeldRequest, Hold, HoldError, HoldQueue
 from proxy.lockdown import Lockdown
 from proxy.outcomes import POLICY, SYSTEM, Outcome
@@ -66,6 +68,8 @@ class Verdict:
     headers: dict[str, str] = field(default_factory=dict)
     hold: Hold | None = None
     follower: bool = False  # a coalesced request: copy the leader's response, do not forward
+    grant_id: str | None = None
+    granted_by: str | None = None
 
     @property
     def forward(self) -> bool:
@@ -89,20 +93,24 @@ class Gate:
         audit: AuditStore,
         redactor: Redactor,
         *,
+        grants: GrantStore | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         protected: Callable[[str, int], bool] = lambda host, port: False,
         decision_log: TextIO | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
         self.policy = policy
         self.holds = holds
         self.lockdown = lockdown
         self.audit = audit
         self.redactor = redactor
+        self.grants = grants
         self.max_body = max_body
         self.protected = protected
         self.decision_log = decision_log if decision_log is not None else sys.stdout
         self.clock = clock
+        self.events = events  # each answered request is published as `request.decided`
 
     # -- host level (CONNECT) -----------------------------------------------------------------
 
@@ -113,7 +121,13 @@ class Gate:
         try:
             return await self._check_connect(request_id, agent, client, host, port)
         except Exception as exc:
-            return self.failure(request_id, exc)
+            log.exception("gate failure on CONNECT %s", request_id)
+            verdict = self.failure(request_id, exc)
+            connect = Incoming(
+                request_id, agent, client, "CONNECT", "https", host, port, "/", (), b""
+            )
+            self._log_line(connect, verdict)
+            return verdict
 
     async def _check_connect(
         self, request_id: str, agent: str, client: str, host: str, port: int
@@ -184,17 +198,24 @@ class Gate:
             log.error("could not record refusal of %s: %s", incoming.request_id, exc)
         self._log_line(incoming, verdict)
 
-    async def check_request(self, incoming: Incoming, gone: asyncio.Event | None = None) -> Verdict:
-        """The whole decision for one request; never raises (fail closed)."""
+    async def check_request(
+        self, incoming: Incoming, gone: asyncio.Event | None = None, tunnel: Hold | None = None
+    ) -> Verdict:
+        """The whole decision for one request; never raises (fail closed).
+
+        `tunnel` is the approved host-level hold of the CONNECT the request came through, if any.
+        """
         try:
-            return await self._check_request(incoming, gone)
+            return await self._check_request(incoming, gone, tunnel)
         except Exception as exc:
             log.exception("gate failure on %s", incoming.request_id)
             verdict = self.failure(incoming.request_id, exc)
             self._log_line(incoming, verdict)
             return verdict
 
-    async def _check_request(self, incoming: Incoming, gone: asyncio.Event | None) -> Verdict:
+    async def _check_request(
+        self, incoming: Incoming, gone: asyncio.Event | None, tunnel: Hold | None
+    ) -> Verdict:
         early = self._early_refusal(incoming)
         if early is not None:
             return await self._refuse(incoming, *early)
@@ -220,6 +241,15 @@ class Gate:
             return verdict
         if decision.action is Action.DENY:
             return await self._refuse(incoming, Outcome.DENIED, decision, POLICY, "request_denied")
+        if (
+            tunnel is not None
+            and tunnel.rule == decision.rule
+            and tunnel.request.agent == incoming.agent
+        ):  # a person approved this host at CONNECT: its rule's hold is decided for the tunnel
+            verdict = Verdict(Outcome.APPROVED, incoming.request_id, hold=tunnel)
+            await self.audit.append(self._record(incoming, verdict, decision, tunnel))
+            self._log_line(incoming, verdict, decision)
+            return verdict
         return await self._hold(incoming, decision, view.body, gone)
 
     def _early_refusal(self, incoming: Incoming) -> tuple[Outcome, Decision, str, str] | None:
@@ -266,6 +296,11 @@ class Gate:
         decoded: bytes | None,
         gone: asyncio.Event | None,
     ) -> Verdict:
+        granted = self._granted(incoming, decision)
+        if granted is not None:
+            await self.audit.append(self._record(incoming, granted, decision, None))
+            self._log_line(incoming, granted, decision)
+            return granted
         key = self.hold_key(incoming)
         replay = self.holds.take_replay(key)
         if replay is not None:
@@ -284,11 +319,30 @@ class Gate:
                 SYSTEM,
                 "too_many_holds",
             )
+        if not joined:
+            hold.exact_key = exact_key(incoming.method, incoming.scheme, incoming.host,
+                                       incoming.port, incoming.target, incoming.body)  # fmt: skip
         pending = Verdict(Outcome.PENDING, incoming.request_id, hold=hold)
         await self.audit.append(self._record(incoming, pending, decision, hold))
         if not joined:
             self.holds.announce(hold)
         return await self.await_hold(incoming, hold, decision, gone)
+
+    def _granted(self, incoming: Incoming, decision: Decision) -> Verdict | None:
+        """A grant turns this hold into an allow: recorded `granted` with the grant's id."""
+        if self.grants is None or incoming.method == "CONNECT":
+            return None
+        path, _, _ = incoming.target.partition("?")
+        grant = self.grants.match(
+            rule=decision.rule, agent=incoming.agent, method=incoming.method,
+            scheme=incoming.scheme, host=incoming.host, port=incoming.port, path=path,
+            key=exact_key(incoming.method, incoming.scheme, incoming.host, incoming.port,
+                          incoming.target, incoming.body),
+        )  # fmt: skip
+        if grant is None:
+            return None
+        return Verdict(Outcome.GRANTED, incoming.request_id, grant_id=grant.id,
+                       granted_by=grant.created_by)  # fmt: skip
 
     async def await_hold(
         self, incoming: Incoming, hold: Hold, decision: Decision, gone: asyncio.Event | None = None
@@ -408,6 +462,15 @@ class Gate:
     ) -> AuditRecord:
         path, _, query = incoming.target.partition("?")
         body = verdict.body or {}
+        decided_by, channel, detail = body.get("decided_by"), None, None
+        if verdict.outcome is Outcome.ALLOWED:
+            decided_by = POLICY
+        elif verdict.outcome is Outcome.GRANTED:
+            decided_by, channel = verdict.granted_by, "grant"
+            detail = {"grant_id": verdict.grant_id}
+        elif verdict.outcome is Outcome.APPROVED and hold is not None:
+            decided_by, channel = hold.decided_by, hold.channel
+            detail = {"replay_of": hold.request.request_id}
         return AuditRecord(
             kind=Kind.REQUEST,
             request_id=incoming.request_id,
@@ -426,17 +489,13 @@ class Gate:
             rule=decision.rule if decision else body.get("rule"),
             action=decision.action.value if decision else None,
             outcome=verdict.outcome.value,
-            decided_by=body.get(
-                "decided_by", POLICY if verdict.outcome is Outcome.ALLOWED else None
-            ),
-            channel=None,
+            decided_by=decided_by,
+            channel=channel,
             reason=body.get("reason") or (decision.reason if decision else None),
             hold_id=hold.id if hold else None,
             status=verdict.status,
             policy_digest=self.policy.policy.digest,
-            detail={"replay_of": hold.request.request_id}
-            if hold and verdict.outcome is Outcome.APPROVED
-            else None,
+            detail=detail,
         )
 
     def _log_line(
@@ -456,10 +515,14 @@ class Gate:
             "rule": body.get("rule", decision.rule if decision else None),
             "outcome": verdict.outcome.value,
             "decided_by": body.get("decided_by")
+            or verdict.granted_by
             or (verdict.hold.decided_by if verdict.hold else POLICY),
+            "grant_id": verdict.grant_id,
             "reason": body.get("reason") or (decision.reason if decision else None),
             "hold_id": verdict.hold.id if verdict.hold else None,
         }
+        if self.events is not None:
+            self.events.publish("request.decided", line)
         try:
             self.decision_log.write(json.dumps(line) + "\n")
             self.decision_log.flush()
@@ -502,8 +565,12 @@ def _message(
         return f"{gate} is in lockdown and refuses every request. Stop and tell the operator."
     if error == "body_too_large":
         return f"{gate} refused this request: {reason}. Send a smaller body."
-    who = "a person" if by.startswith("person:") else "policy"
-    source = f"{who} ({by.removeprefix('person:')})" if who == "a person" else f"policy rule {rule}"
+    if by.startswith("person:"):
+        source = f"a person ({by.removeprefix('person:')})"
+    elif rule is not None:
+        source = f"policy rule {rule}"
+    else:
+        source = "the policy's default" if by == POLICY else "the gate itself"
     return (
         f"{gate} refused this request by {source}: {reason}. It was NOT sent and retrying "
         "it unchanged will not help; choose another approach or ask the operator."

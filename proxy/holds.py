@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from policies.model import Decision, HoldSettings
 from proxy.events import EventBus
+from proxy.grants import propose_pattern
 from proxy.outcomes import FINAL, SYSTEM, Outcome
 from proxy.records import AuditRecord, Kind
 
@@ -101,6 +102,7 @@ class Hold:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     forwarder_claimed: bool = False
+    exact_key: str = ""  # method, URL and body hash, for an exact-request grant
     shared_response: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -142,6 +144,9 @@ class Hold:
             "decided_at": self.decided_at,
             "client_gone": self.client_gone,
             "joined": self.joined,
+            "proposed_pattern": propose_pattern(r.path),
+            "grantable": self.rule is not None and self.settings.approvals == 1,
+            "host_grant_allowed": self.severity != "critical",
         }
 
 

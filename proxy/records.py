@@ -16,6 +16,7 @@ class Kind:
     HOLD = "hold"
     COMPLETION = "completion"
     LOCKDOWN = "lockdown"
+    GRANT = "grant"
     POLICY = "policy"
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from policies.durations import format_duration
 from proxy.client import ApiClient, ApiError, ApiUnreachable, ClientConfigError, DecisionResult
+from proxy.grants import DURATIONS, SCOPES, as_policy_rules, grant_from_json
 from proxy.output import add_format_flags, emit_json, emit_jsonl, emit_table
 
 T = TypeVar("T")
@@ -31,8 +32,44 @@ def register(commands: Any) -> None:
     approve = commands.add_parser("approve", help="let a held request through")
     approve.add_argument("hold_id", metavar="ID")
     approve.add_argument("--reason", help="why (recorded in the audit log)")
+    remember = approve.add_argument_group("approve and remember (a grant)")
+    remember.add_argument(
+        "--remember",
+        choices=list(SCOPES),
+        help="also let matching requests held by the same rule through: this "
+        "exact request, this endpoint (method + path pattern), or this host",
+    )
+    remember.add_argument(
+        "--pattern",
+        metavar="GLOB",
+        help="the endpoint's path pattern (default: proposed from the path)",
+    )
+    remember.add_argument(
+        "--all-agents", action="store_true", help="for every agent, not just this one"
+    )
+    remember.add_argument(
+        "--for",
+        dest="duration",
+        choices=list(DURATIONS),
+        default="1h",
+        help="how long the grant lasts (default 1h)",
+    )
     _connection_flags(approve)
     approve.set_defaults(handler=run_approve)
+
+    grants = commands.add_parser("grants", help="list active grants, or revoke one")
+    grants.add_argument("action", nargs="?", choices=["list", "revoke"], default="list")
+    grants.add_argument("grant_id", nargs="?", metavar="ID")
+    _connection_flags(grants)
+    formats = grants.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="print one JSON document")
+    formats.add_argument("--jsonl", action="store_true", help="print one JSON object per line")
+    formats.add_argument(
+        "--yaml",
+        action="store_true",
+        help="print the grants as policy rules to review and paste into a policy",
+    )
+    grants.set_defaults(handler=run_grants)
 
     deny = commands.add_parser("deny", help="refuse a held request")
     deny.add_argument("hold_id", metavar="ID")
@@ -129,10 +166,59 @@ def _print_decision(verb: str, result: DecisionResult) -> None:
 
 
 def run_approve(args: argparse.Namespace) -> int:
-    result = _call(args, lambda c: c.approve(args.hold_id, args.reason))
+    grant = None
+    if args.remember:
+        grant = {"scope": args.remember, "duration": args.duration, "all_agents": args.all_agents}
+        if args.pattern:
+            grant["pattern"] = args.pattern
+    elif args.pattern or args.all_agents:
+        print("interlock: --pattern and --all-agents need --remember", file=sys.stderr)
+        return REFUSED
+    result = _call(args, lambda c: c.approve(args.hold_id, args.reason, grant))
     if isinstance(result, int):
         return result
     _print_decision("approved", result)
+    made = result.hold.get("grant")
+    if made:
+        print(f"grant {made['id']}: {_describe_grant(made)}")
+    return OK
+
+
+def _describe_grant(grant: dict[str, Any]) -> str:
+    where = {"exact": f"{grant['method']} {grant['pattern']} (exact request)",
+             "endpoint": f"{grant['method']} {grant['pattern']}",
+             "host": "any request"}[grant["scope"]]  # fmt: skip
+    who = "all agents" if grant["agents"] is None else ", ".join(grant["agents"])
+    left = "until revoked"
+    if grant["expires_at"] is not None:
+        left = f"{_ago(grant['expires_at'] - time.time())} left"
+    return f"{where} on {grant['host']} held by {grant['rule']}, for {who}, {left}"
+
+
+def run_grants(args: argparse.Namespace) -> int:
+    if args.action == "revoke":
+        if not args.grant_id:
+            print("interlock: grants revoke needs a grant ID", file=sys.stderr)
+            return REFUSED
+        revoked = _call(args, lambda c: c.revoke_grant(args.grant_id))
+        if isinstance(revoked, int):
+            return revoked
+        print(f"revoked {revoked['id']}")
+        return OK
+    result = _call(args, lambda c: c.grants())
+    if isinstance(result, int):
+        return result
+    if args.json:
+        emit_json(result)
+    elif args.jsonl:
+        emit_jsonl(result)
+    elif args.yaml:
+        sys.stdout.write(as_policy_rules([grant_from_json(g) for g in result]))
+    elif not result:
+        print("no active grants")
+    else:
+        rows = [[g["id"], g["created_by"], g["uses"], _describe_grant(g)] for g in result]
+        emit_table(["ID", "BY", "USES", "GRANT"], rows)
     return OK
 
 

@@ -669,7 +669,7 @@ async def test_openapi_lists_every_route_with_bearer_security(
         if method != "HEAD"
     }
     documented = {(m, path) for path, ops in document["paths"].items() for m in ops}
-    assert app_routes == documented and len(app_routes) == 13
+    assert app_routes == documented and len(app_routes) == 15
     assert document["paths"]["/healthz"]["get"]["security"] == []
     approve = document["paths"]["/v1/holds/{hold_id}/approve"]["post"]
     assert {"200", "202", "401", "404", "409"} <= set(approve["responses"])
