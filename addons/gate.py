@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mitmproxy import connection, http, tcp, tls
 
+from addons.destination import HOST, REFUSAL
 from addons.identity import Identity
 from policies.model import HostAction
 from policies.normalize import normalize_host
@@ -26,6 +27,7 @@ from proxy.gate import (
     Verdict,
     new_request_id,
 )
+from proxy.holds import Hold
 from proxy.outcomes import Outcome
 from proxy.records import AuditRecord, Kind
 
@@ -44,6 +46,8 @@ class _Connection:
     connect_port: int | None = None
     sni: str | None = None
     broken: str | None = None  # a reason to refuse everything on this connection
+    failed: Exception | None = None  # a gate error on this connection: refuse everything, `error`
+    tunnel: Hold | None = None  # the approved host-level hold of this connection's CONNECT
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -84,6 +88,8 @@ class GateAddon:
         )
         if not verdict.forward:
             self._respond(flow, verdict)
+        elif verdict.outcome is Outcome.APPROVED:
+            state.tunnel = verdict.hold
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         try:
@@ -100,7 +106,7 @@ class GateAddon:
                     )
         except Exception as exc:
             log.error("interlock: tls_clienthello failed, refusing the connection: %s", exc)
-            self._conn(data.context.client).broken = f"gate error during TLS handshake: {exc}"
+            self._conn(data.context.client).failed = exc
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         try:
@@ -143,14 +149,18 @@ class GateAddon:
             return  # answered at requestheaders (credentials, size)
         state = self._conn(flow.client_conn)
         incoming = self._incoming(flow)
-        fronting = state.broken or self._fronting(flow, state)
+        if state.failed is not None:
+            failure = self.gate.failure(incoming.request_id, state.failed)
+            self._respond(flow, await self.gate.record_refusal(incoming, failure))
+            return
+        fronting = state.broken or flow.metadata.get(REFUSAL) or self._fronting(flow, state)
         if fronting is not None:
             verdict = self.gate.answer(
                 Outcome.DENIED, incoming.request_id, 403, "request_denied", None, fronting, "system"
             )
             self._respond(flow, await self.gate.record_refusal(incoming, verdict))
             return
-        verdict = await self.gate.check_request(incoming, state.gone)
+        verdict = await self.gate.check_request(incoming, state.gone, state.tunnel)
         flow.metadata["interlock_verdict"] = verdict
         if not verdict.forward:
             self._respond(flow, verdict)
@@ -241,7 +251,7 @@ class GateAddon:
             client=_client(flow.client_conn),
             method=request.method,
             scheme=request.scheme,
-            host=normalize_host(request.host),
+            host=flow.metadata.get(HOST) or normalize_host(request.host),
             port=request.port,
             target=request.path,
             headers=tuple((k, v) for k, v in request.headers.items(multi=True)),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,6 +18,7 @@ from mitmproxy import version as mitm_version
 from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
 
+from addons.destination import Destination
 from addons.gate import GateAddon
 from addons.identity import Identity
 from policies.errors import PolicyError
@@ -24,10 +27,13 @@ from policies.model import MAX_HOLD_TIMEOUT
 from policies.normalize import normalize_host
 from proxy.api import ApiSettings, create_app
 from proxy.apiserver import ApiServer
-from proxy.audit import AuditStore
+from proxy.audit import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL, AuditStore
+from proxy.auditkeys import KeyFileError, SignedHead, load_or_create_signing_key
 from proxy.datadir import DataDir, RunLock, acquire_lock, ensure_ca, write_api_json
+from proxy.destination import OwnEndpoints
 from proxy.events import EventBus
 from proxy.gate import DEFAULT_MAX_BODY, Gate, PolicyHolder
+from proxy.grants import GrantStore, grant_record
 from proxy.holds import HoldQueue
 from proxy.lockdown import Lockdown
 from proxy.records import AuditRecord, Kind
@@ -81,6 +87,8 @@ class RunSettings:
     api_key: Path | None = None
     api_plain_http: bool = False
     synchronous: str = "NORMAL"
+    checkpoint_every: int = CHECKPOINT_EVERY  # sign the audit chain head every N records,
+    checkpoint_interval: float = CHECKPOINT_INTERVAL  # every M seconds, and at shutdown
     watch_policy: bool = True
     decision_log: TextIO | None = None
 
@@ -112,6 +120,7 @@ class Interlock:
         self._master_task: asyncio.Task[None] | None = None
         self._api = ApiServer()
         self._watch_task: asyncio.Task[None] | None = None
+        self._grant_task: asyncio.Task[None] | None = None
         self._shutdown = asyncio.Event()
 
     # -- start --------------------------------------------------------------------------------
@@ -137,13 +146,26 @@ class Interlock:
     async def _start(self, policy: Any) -> None:
         s = self.settings
         self.policy = PolicyHolder(policy, str(s.policy))
-        self.audit = await AuditStore.open(self.data.db, synchronous=s.synchronous)
+        try:
+            signing_key = load_or_create_signing_key(self.data.root)
+            self.audit_key_id = signing_key.key_id
+        except KeyFileError as exc:
+            raise StartupError(str(exc)) from exc
+        self.audit = await AuditStore.open(
+            self.data.db,
+            synchronous=s.synchronous,
+            signing_key=signing_key,
+            checkpoint_every=s.checkpoint_every,
+            checkpoint_interval=s.checkpoint_interval,
+            on_checkpoint=self._publish_checkpoint,
+        )
         self.tokens = TokenStore(self.data.tokens)
         self.first_operator = self.tokens.ensure_first_operator(self.data.operator_token)
         self.holds = HoldQueue(
             self.audit, self.events, max_pending_per_agent=s.max_pending_per_agent
         )
         self.lockdown = Lockdown(self.audit, self.events)
+        self.grants = GrantStore(self.data.root / "grants.json")
         self.ca_cert = ensure_ca(self.data)
         beyond_loopback = not _is_loopback(s.listen[0])
         if s.auth is not None:
@@ -160,9 +182,11 @@ class Interlock:
             self.lockdown,
             self.audit,
             self.redactor,
+            grants=self.grants,
             max_body=s.max_body,
             protected=self._protected,
             decision_log=s.decision_log,
+            events=self.events,
         )
         app = create_app(
             holds=self.holds,
@@ -171,20 +195,24 @@ class Interlock:
             audit=self.audit,
             tokens=self.tokens,
             reload_policy=self.reload_policy,
+            grants=self.grants,
             settings=ApiSettings(
                 allow=tuple(ipaddress.ip_network(c, strict=False) for c in s.api_allow),
                 version=VERSION,
                 shutdown=self._shutdown,
             ),
         )
-        self.api_address = await self._api.start(
-            s.api_listen[0],
-            s.api_listen[1],
-            app=app,
-            ssl_certfile=s.api_cert,
-            ssl_keyfile=s.api_key,
-            allow_plain_http=s.api_plain_http,
-        )
+        try:
+            self.api_address = await self._api.start(
+                s.api_listen[0],
+                s.api_listen[1],
+                app=app,
+                ssl_certfile=s.api_cert,
+                ssl_keyfile=s.api_key,
+                allow_plain_http=s.api_plain_http,
+            )
+        except (OSError, ValueError) as exc:  # the message names the address or the setting
+            raise StartupError(str(exc)) from exc
         await self._start_proxy()
         api_url = f"{'https' if s.api_cert else 'http'}://{_hostport(*self.api_address)}"
         assert self.proxy_address is not None
@@ -196,13 +224,15 @@ class Interlock:
             self._watch_task = asyncio.create_task(
                 self._watch_policy(), name="interlock: policy watch"
             )
+        self._grant_task = asyncio.create_task(self._watch_grants(), name="interlock: grants")
 
     async def _start_proxy(self) -> None:
         s = self.settings
         opts = mitm_options.Options()
         master = Master(opts)
         master.addons.add(*default_addons())
-        master.addons.add(GateAddon(self.gate, self.identity))
+        own = OwnEndpoints(lambda: [a for a in (self.proxy_address, self.api_address) if a])
+        master.addons.add(Destination(own), GateAddon(self.gate, self.identity))
         values: dict[str, Any] = {
             "listen_host": s.listen[0],
             "listen_port": s.listen[1],
@@ -224,7 +254,7 @@ class Interlock:
         else:  # mitmproxy 11.x reads the module constant when each connection handler is made
             import mitmproxy.proxy.server as mitm_server
 
-            mitm_server.TCP_TIMEOUT = TCP_IDLE_TIMEOUT
+            setattr(mitm_server, "TCP_TIMEOUT", TCP_IDLE_TIMEOUT)  # noqa: B010 (absent on 12.x)
         try:
             opts.update(**values)
             for name, value in s.mitm_options.items():
@@ -247,6 +277,15 @@ class Interlock:
         self.proxy_address = (str(addrs[0][0]), int(addrs[0][1]))
 
     # -- running ------------------------------------------------------------------------------
+
+    def _publish_checkpoint(self, head: SignedHead) -> None:
+        """Publish each signed audit checkpoint on the JSON log stream, to be kept elsewhere."""
+        stream = self.settings.decision_log or sys.stdout
+        try:
+            stream.write(json.dumps(head.to_json()) + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
     def _protected(self, host: str, port: int) -> bool:
         """The proxy's own listen and API addresses are never proxied to."""
@@ -306,11 +345,26 @@ class Interlock:
             try:
                 current = stamp() if Path(self.settings.policy).exists() else last
                 if current != last:
-                    last = current
                     await self.reload_policy()
-                    last = stamp()
+                    # What was read, so a write landing during the reload is seen next time;
+                    # files a new include names are watched from now on.
+                    before = {entry[0]: entry for entry in current}
+                    last = tuple(before.get(entry[0], entry) for entry in stamp())
             except Exception as exc:  # the watcher must never die silently
                 log.error("interlock: policy watch error: %s", exc)
+
+    async def _watch_grants(self) -> None:
+        """Announce and record grants whose time ran out."""
+        checked = time.time()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                for grant in self.grants.expired_since(checked):
+                    await self.audit.append(grant_record(grant, "expired", "system", "system"))
+                    self.events.publish("grant.expired", grant.to_json())
+                checked = time.time()
+            except Exception as exc:
+                log.error("interlock: grant expiry error: %s", exc)
 
     def describe(self) -> list[str]:
         """What `interlock run` prints at start: where everything is."""
@@ -323,7 +377,7 @@ class Interlock:
             f"  API:      {self.api_url}",
             f"  CA cert:  {self.ca_cert}  (give agents this file, never {self.data.ca_key})",
             f"  tokens:   {self.data.tokens}",
-            f"  audit:    {self.data.db}",
+            f"  audit:    {self.data.db}  (checkpoints signed by {self.audit_key_id})",
             f"  policy:   {self.settings.policy} ({len(policy.rules)} rules, default "
             f"{policy.default.value})",
         ]
@@ -344,12 +398,15 @@ class Interlock:
     async def stop(self) -> None:
         """Shut down in order; every pending hold ends `expired` and its agent gets the denial."""
         self._shutdown.set()
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-        await self.holds.expire_all("the proxy is shutting down")
-        await asyncio.sleep(0.05)  # let the released hooks answer their agents
-        await self.audit.flush()
-        await self._abort()
+        for task in (self._watch_task, self._grant_task):
+            if task is not None:
+                task.cancel()
+        try:
+            await self.holds.expire_all("the proxy is shutting down")
+            await asyncio.sleep(0.05)  # let the released hooks answer their agents
+            await self.audit.flush()  # AuditError if rows were lost, raised after the cleanup
+        finally:
+            await self._abort()  # the proxy, API and run lock go even when the audit failed
 
     async def _abort(self) -> None:
         if self._master is not None and self._master_task is not None:
@@ -390,6 +447,12 @@ async def serve(settings: RunSettings, out: TextIO = sys.stderr) -> int:
     """`interlock run`: start, say where everything is, run until SIGINT/SIGTERM; SIGHUP reloads."""
     import signal
 
+    # Interlock's own warnings and errors (a refused policy reload) reach the operator.
+    handler = logging.StreamHandler(out)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("proxy", "addons"):
+        logging.getLogger(name).addHandler(handler)
     interlock = Interlock(settings)
     try:
         await interlock.start()

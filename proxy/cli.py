@@ -6,10 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from proxy.commands import audit as audit_commands
 from proxy.commands import operate as operate_commands
 from proxy.commands import policy as policy_commands
 from proxy.commands import run as run_commands
 from proxy.commands import setup as setup_commands
+from proxy.commands import tui as tui_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     operate_commands.register(commands)
     policy_commands.register(commands)
     setup_commands.register(commands)
+    tui_commands.register(commands)
+    audit_commands.register(commands)
     return parser
 
 
