@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -133,6 +134,10 @@ class Policy:
                 for key in keys:
                     self._by_key.setdefault(key, []).append(position)
         self.candidates = lru_cache(maxsize=16384)(self._candidates)
+        self._agent_networks = [
+            (agent.name, [ipaddress.ip_network(a, strict=False) for a in agent.addresses])
+            for agent in self.agents
+        ]
 
     def _rules_for_host(self, host: str) -> list[Rule]:
         """The rules, in policy order, whose host conditions could match `host` (the index)."""
@@ -218,15 +223,15 @@ class Policy:
 
     def agent_for_address(self, address: str) -> str | None:
         """The policy agent whose `addresses` contain a client address, if any."""
-        import ipaddress
-
+        if not self.agents:
+            return None
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return None
-        for agent in self.agents:
-            if any(ip in ipaddress.ip_network(a, strict=False) for a in agent.addresses):
-                return agent.name
+        for name, networks in self._agent_networks:
+            if any(ip in network for network in networks):
+                return name
         return None
 
 

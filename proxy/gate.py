@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import secrets
@@ -36,8 +37,14 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 SHARED_RESPONSE_TIMEOUT = 300.0
 
 
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return f"r_{secrets.token_hex(8)}"
+    """Unique per process run and cheap: a random prefix per start, then a counter (no syscall
+    per request; ids need to be unique, not secret)."""
+    return f"r_{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +330,12 @@ class Gate:
             hold.exact_key = exact_key(incoming.method, incoming.scheme, incoming.host,
                                        incoming.port, incoming.target, incoming.body)  # fmt: skip
         pending = Verdict(Outcome.PENDING, incoming.request_id, hold=hold)
-        await self.audit.append(self._record(incoming, pending, decision, hold))
+        try:
+            await self.audit.append(self._record(incoming, pending, decision, hold))
+        except Exception as exc:
+            if not joined:  # an unrecorded hold must not linger, nor be approvable
+                self.holds.abandon(hold, f"the hold could not be recorded ({exc})")
+            raise
         if not joined:
             self.holds.announce(hold)
         return await self.await_hold(incoming, hold, decision, gone)

@@ -103,6 +103,7 @@ class Hold:
     )
     forwarder_claimed: bool = False
     exact_key: str = ""  # method, URL and body hash, for an exact-request grant
+    announced: bool = False  # its request row is committed: operators may see and decide it
     shared_response: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -185,8 +186,9 @@ class HoldQueue:
     # -- reading ------------------------------------------------------------------------------
 
     def pending(self) -> list[Hold]:
-        """Pending holds, oldest first."""
-        return sorted((h for h in self._holds.values() if h.pending), key=lambda h: h.created_at)
+        """Pending holds operators can see (their request row is recorded), oldest first."""
+        holds = (h for h in self._holds.values() if h.pending and h.announced)
+        return sorted(holds, key=lambda h: h.created_at)
 
     def get(self, hold_id: str) -> Hold | None:
         return self._holds.get(hold_id)
@@ -229,6 +231,7 @@ class HoldQueue:
 
     def announce(self, hold: Hold) -> None:
         """Tell operators about a hold, once its request row is in the audit log."""
+        hold.announced = True
         self.events.publish("hold.created", hold.to_json())
 
     async def wait(self, hold: Hold, timeout: float) -> Outcome:
@@ -260,6 +263,20 @@ class HoldQueue:
             del self._approved[hold.key]
         return True
 
+    def abandon(self, hold: Hold, reason: str) -> None:
+        """End a hold whose own request row could not be written: `error`, nothing to record it
+        in, and never announced, so no one can approve a request the log does not know."""
+        if not hold.pending:
+            return
+        if hold._timer is not None:
+            hold._timer.cancel()
+        hold.state, hold.decided_by, hold.channel = Outcome.ERROR, SYSTEM, "system"
+        hold.decision_reason, hold.decided_at = reason, self.clock()
+        if self._by_key.get(hold.key) is hold:
+            del self._by_key[hold.key]
+        self._holds.pop(hold.id, None)
+        hold.done.set_result(Outcome.ERROR)
+
     def mark_client_gone(self, hold: Hold) -> None:
         if hold.pending and not hold.client_gone:
             hold.client_gone = True
@@ -275,7 +292,7 @@ class HoldQueue:
         With `approvals: N`, an approval is a vote until N distinct people agree; one deny ends it.
         """
         hold = self._holds.get(hold_id)
-        if hold is None:
+        if hold is None or not hold.announced:
             raise HoldNotFound(f"no hold {hold_id!r}")
         if not hold.pending:
             raise HoldAlreadyDecided(

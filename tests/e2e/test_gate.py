@@ -216,7 +216,7 @@ async def test_writer_stalled_means_the_upstream_sees_nothing(
 ) -> None:
     running = await start_interlock(tmp_path, tls, upstream, policy_text())
     try:
-        running.interlock.audit.commit_timeout = 0.5  # type: ignore[attr-defined]
+        running.interlock.audit._commit_timeout = 0.5
         blocker = sqlite3.connect(running.interlock.data.db, isolation_level=None, timeout=0)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
