@@ -587,7 +587,9 @@ def create_app(
     shutdown = settings.shutdown or asyncio.Event()
     handlers = Handlers(holds, lockdown, events, audit, reload_policy, settings, shutdown, grants)
     routes = [
-        Route(path, getattr(handlers, name), methods=[method]) for method, path, name, *_ in ROUTES
+        # Rule names are namespaced with '/' (github/merge): the rule segment takes slashes.
+        Route(path.replace("{rule}", "{rule:path}"), getattr(handlers, name), methods=[method])
+        for method, path, name, *_ in ROUTES
     ]
     app = Starlette(
         routes=routes,
