@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from policies.engine import Policy
-from policies.loader import load_policy
 from policies.request import build_request
+from tests.policies.presetkit import load_preset
 
 FORM = [("Content-Type", "application/x-www-form-urlencoded")]
 GZIP_FORM = [*FORM, ("Content-Encoding", "gzip")]
@@ -23,9 +22,7 @@ BRAINTREE = "https://payments.sandbox.braintree-api.com/graphql"
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
-    top: Path = tmp_path_factory.mktemp("billing") / "policy.yaml"
-    top.write_text("version: 1\ndefault: allow\ninclude: [interlock:billing]\nrules: []\n")
-    return load_policy(top)
+    return load_preset(tmp_path_factory, "billing")
 
 
 def graphql(query: str) -> bytes:

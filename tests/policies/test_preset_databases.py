@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from policies.engine import Policy
-from policies.loader import load_policy
 from policies.request import build_request
+from tests.policies.presetkit import load_preset
 
 JSON = [("Content-Type", "application/json")]
 SUPABASE = "https://api.supabase.com/v1/projects/abcdefghijklmnop"
@@ -23,9 +22,7 @@ PSDB = "https://aws.connect.psdb.cloud/psdb.v1alpha1.Database/Execute"
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
-    top: Path = tmp_path_factory.mktemp("databases") / "policy.yaml"
-    top.write_text("version: 1\ndefault: allow\ninclude: [interlock:databases]\nrules: []\n")
-    return load_policy(top)
+    return load_preset(tmp_path_factory, "databases")
 
 
 def sql(query: str, **extra: object) -> bytes:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from policies.engine import Policy
-from policies.loader import load_policy
 from policies.request import build_request
+from tests.policies.presetkit import load_preset
 
 JSON = [("Content-Type", "application/json")]
 VERCEL = "https://api.vercel.com"
@@ -22,9 +21,7 @@ RAILWAY = "https://backboard.railway.com/graphql/v2"
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
-    top: Path = tmp_path_factory.mktemp("deploy") / "policy.yaml"
-    top.write_text("version: 1\ndefault: allow\ninclude: [interlock:deploy]\nrules: []\n")
-    return load_policy(top)
+    return load_preset(tmp_path_factory, "deploy")
 
 
 def body(value: object) -> bytes:

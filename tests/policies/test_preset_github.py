@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from policies.engine import Policy
-from policies.loader import load_policy
 from policies.model import Decision
 from policies.request import build_request
+from tests.policies.presetkit import load_preset
 
 PRESET = "github"
 API = "https://api.github.com"
@@ -21,9 +20,7 @@ JSON = ("Content-Type", "application/json")
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
-    path: Path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(f"version: 1\ndefault: allow\ninclude: [interlock:{PRESET}]\nrules: []\n")
-    return load_policy(path)
+    return load_preset(tmp_path_factory, PRESET)
 
 
 def case(

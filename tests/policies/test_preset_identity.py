@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from policies.engine import Policy
-from policies.loader import load_policy
 from policies.request import build_request
+from tests.policies.presetkit import load_preset
 
 PRESET = "identity"
 FORM = ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
@@ -33,9 +32,7 @@ AUTH0 = "https://acme.eu.auth0.com"
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
-    path: Path = tmp_path_factory.mktemp(PRESET) / "policy.yaml"
-    path.write_text(f"version: 1\ndefault: allow\ninclude: [interlock:{PRESET}]\nrules: []\n")
-    return load_policy(path)
+    return load_preset(tmp_path_factory, PRESET)
 
 
 def case(

@@ -6,14 +6,13 @@ An allow decided by a named rule is explicit, so it also flows under a user poli
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from policies.engine import Policy
-from policies.loader import load_policy
 from policies.request import build_request
+from tests.policies.presetkit import load_preset
 
 PRESET = "llm"
 JSON = (("Content-Type", "application/json"),)
@@ -22,9 +21,7 @@ VERTEX = "https://us-east5-aiplatform.googleapis.com/v1/projects/p/locations/us-
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
-    path: Path = tmp_path_factory.mktemp(PRESET) / "policy.yaml"
-    path.write_text(f"version: 1\ndefault: allow\ninclude: [interlock:{PRESET}]\nrules: []\n")
-    return load_policy(path)
+    return load_preset(tmp_path_factory, PRESET)
 
 
 def case(case_id: str, method: str, url: str, action: str, rule_name: str | None) -> Any:

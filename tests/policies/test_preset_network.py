@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from policies.engine import Policy
-from policies.loader import load_policy
 from policies.request import build_request
+from tests.policies.presetkit import load_preset
 
 PRESET = "network"
 
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
-    path: Path = tmp_path_factory.mktemp(PRESET) / "policy.yaml"
-    path.write_text(f"version: 1\ndefault: allow\ninclude: [interlock:{PRESET}]\nrules: []\n")
-    return load_policy(path)
+    return load_preset(tmp_path_factory, PRESET)
 
 
 def rule(name: str) -> str:
