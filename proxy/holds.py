@@ -104,6 +104,7 @@ class Hold:
     forwarder_claimed: bool = False
     exact_key: str = ""  # method, URL and body hash, for an exact-request grant
     announced: bool = False  # its request row is committed: operators may see and decide it
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)  # remote channel -> status
     shared_response: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -145,6 +146,7 @@ class Hold:
             "decided_at": self.decided_at,
             "client_gone": self.client_gone,
             "joined": self.joined,
+            "channels": {name: dict(status) for name, status in self.channels.items()},
             "proposed_pattern": propose_pattern(r.path),
             "grantable": self.rule is not None and self.settings.approvals == 1,
             "host_grant_allowed": self.severity != "critical",

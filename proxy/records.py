@@ -18,6 +18,7 @@ class Kind:
     LOCKDOWN = "lockdown"
     GRANT = "grant"
     POLICY = "policy"
+    CHANNEL = "channel"  # a remote channel told (or failed to tell) about a hold
 
 
 @dataclass(frozen=True, slots=True)

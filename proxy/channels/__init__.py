@@ -1,0 +1,1 @@
+"""Remote channels: where a hold reaches people who are not at the terminal, and how they answer."""
