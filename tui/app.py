@@ -157,7 +157,11 @@ class InterlockApp(App[None]):
         if applied.resync:
             self._snapshot()
         if applied.notice:
-            self.notify(applied.notice, severity="error" if applied.error else "information")
+            self.notify(
+                applied.notice,
+                severity="error" if applied.error else "information",
+                markup=False,
+            )
         self.changed(*applied.parts)
 
     def _announce(self, hold: HoldView) -> None:

@@ -30,6 +30,16 @@ def _optional_number(data: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def _channels(value: Any) -> tuple[tuple[str, str, str], ...]:
+    if not isinstance(value, dict):
+        return ()
+    out = []
+    for name, status in sorted(value.items()):
+        if isinstance(status, dict):
+            out.append((str(name), str(status.get("state", "?")), str(status.get("error") or "")))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class HoldView:
     """One held request, as `GET /v1/holds` and the hold events describe it (already redacted)."""
@@ -62,6 +72,8 @@ class HoldView:
     proposed_pattern: str
     grantable: bool
     host_grant_allowed: bool
+    # Remote channels told about it: (name, state, error); delivered/retrying/failed/scheduled.
+    channels: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def pending(self) -> bool:
@@ -106,6 +118,7 @@ class HoldView:
             proposed_pattern=_text(data, "proposed_pattern", _text(data, "path", "/")),
             grantable=bool(data.get("grantable", False)),
             host_grant_allowed=bool(data.get("host_grant_allowed", False)),
+            channels=_channels(data.get("channels")),
         )
 
 

@@ -238,6 +238,10 @@ def apply_event(
         return Applied(lockdown=bool(data.get("on")))
     elif kind == "resync":
         return Applied(resync=True)
+    elif kind == "channel.failed" and (data.get("final") or data.get("attempt") == 1):
+        what = "could not be reached" if data.get("final") else "failed, retrying"
+        notice = f"Channel {data.get('channel')} {what}: {data.get('error')}"
+        return Applied(notice=notice, error=True)
     elif kind == "policy.reloaded":
         return Applied(notice=f"Policy reloaded: {data.get('rules', '?')} rules.")
     elif kind == "policy.rejected":

@@ -55,3 +55,32 @@ def test_events_update_a_request_in_place_keeping_its_arrival_time() -> None:
     assert (first.request_id, first.outcome, first.at) == ("r_1", "approved", 100.0)
     assert second.request_id == "r_2" and len(book) == 0
     assert apply_event(book, grants, activity, "resync", {}).resync
+
+
+def test_a_failing_channel_is_told_once_when_it_starts_failing_and_once_when_it_gives_up() -> None:
+    book, grants, activity = HoldBook(), GrantBook(), ActivityLog()
+    failed = {"channel": "ops-slack", "hold_id": "h_1", "error": "[Errno 111] refused"}
+    first = apply_event(book, grants, activity, "channel.failed", failed | {"attempt": 1})
+    again = apply_event(book, grants, activity, "channel.failed", failed | {"attempt": 2})
+    final = apply_event(
+        book, grants, activity, "channel.failed", failed | {"attempt": 7, "final": True}
+    )
+    assert first.error and "ops-slack failed, retrying: [Errno 111] refused" in first.notice
+    assert again.notice == ""
+    assert final.error and "ops-slack could not be reached" in final.notice
+
+
+def test_a_hold_shows_each_channel_and_its_error() -> None:
+    from rich.console import Console
+
+    from tui.widgets.hold_detail import channels_line
+
+    view = hold(1, channels={"ops-webhook": {"state": "failed", "error": "HTTP 500"},
+                             "ops-slack": {"state": "delivered"}, "pager": {"state": "scheduled"}})  # fmt: skip
+    assert view.channels == (("ops-slack", "delivered", ""), ("ops-webhook", "failed", "HTTP 500"),
+                             ("pager", "scheduled", ""))  # fmt: skip
+    palette = {"error": "red", "warning": "yellow"}
+    console = Console(width=200, record=True)
+    console.print(channels_line(view, palette))
+    text = console.export_text()
+    assert "ops-slack delivered · ops-webhook failed (HTTP 500) · pager scheduled" in text

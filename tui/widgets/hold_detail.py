@@ -109,11 +109,27 @@ def render_head(view: DetailView, palette: Mapping[str, str]) -> RenderableType:
         facts,
         rule,
     ]
+    if hold.channels:
+        parts.append(channels_line(hold, palette))
     if view.history:
         parts.append(Text(view.history, style="italic"))
     if view.banner:
         parts.append(Text(view.banner, style=view.banner_style))
     return Group(*parts)
+
+
+def channels_line(hold: HoldView, palette: Mapping[str, str]) -> Text:
+    """Where the hold was sent: a channel that failed shows its error, so nobody waits on it."""
+    line = Text()
+    line.append("channels ", style="dim")
+    styles = {"failed": palette["error"], "retrying": palette["warning"], "scheduled": "dim"}
+    for i, (name, state, error) in enumerate(hold.channels):
+        if i:
+            line.append(" · ")
+        line.append(f"{name} {state}", style=styles.get(state, ""))
+        if error and state in ("failed", "retrying"):
+            line.append(f" ({error})", style=styles[state])
+    return line
 
 
 def render_rest(view: DetailView, palette: Mapping[str, str]) -> RenderableType:
