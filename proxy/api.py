@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,12 +26,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policies.durations import parse_duration
 from proxy.audit import MAX_QUERY_LIMIT, AuditError
+from proxy.channels.links import MANUAL, LinkSigner, check_audience
 from proxy.events import EventBus
 from proxy.grants import GrantError, GrantRequest, GrantStore, check_grantable, grant_record
 from proxy.holds import Hold, HoldAlreadyDecided, HoldError, HoldQueue
 from proxy.lockdown import Lockdown
 from proxy.outcomes import Outcome, person
 from proxy.records import AuditRecord
+
+log = logging.getLogger(__name__)
 
 CHANNEL_HEADER = "X-Interlock-Channel"
 CHANNELS = frozenset({"cli", "tui"})  # anything else a client claims is recorded as "api"
@@ -286,9 +291,10 @@ class Handlers:
         settings: ApiSettings,
         shutdown: asyncio.Event,
         grants: GrantStore | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self.holds, self.lockdown, self.events, self.audit = holds, lockdown, events, audit
-        self.grants = grants
+        self.grants, self.links = grants, links
         self.reload_policy, self.settings, self.shutdown = reload_policy, settings, shutdown
         # Event ids on the wire: the bus's id plus the start time in microseconds, so an id kept
         # across a proxy restart is older than anything this process sent and gets `resync`.
@@ -364,6 +370,33 @@ class Handlers:
         if choice is not None and hold.state is Outcome.APPROVED:
             answer["grant"] = await self._create_grant(choice, hold, by, channel)
         return JSONResponse(answer)
+
+    async def create_link(self, request: Request) -> Response:
+        """Signed links for deciding one pending hold elsewhere, e.g. sent to a phone by hand."""
+        hold_id = request.path_params["hold_id"]
+        if self.links is None or not self.links.public_url:
+            detail = ("signed links need the public listener: start the proxy with "
+                      "--public-listen HOST:PORT (and --public-url URL)")  # fmt: skip
+            return error(409, "no_public_url", detail)
+        audience = (await _json_body(request)).get("for")
+        if not isinstance(audience, str):
+            return error(400, "bad_request", 'send {"for": NAME}: who decides through the link')
+        try:
+            check_audience(audience)
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
+        hold = self.holds.get(hold_id)
+        if hold is None or not hold.announced:
+            return error(404, "not_found", f"no hold {hold_id!r}")
+        if not hold.pending:
+            facts = {k: hold.to_json()[k] for k in ("state", "decided_by", "channel")}
+            return error(409, "already_decided", f"hold {hold_id} was already decided", **facts)
+        links = self.links.mint(hold.id, audience=audience, channel=MANUAL,
+                                expires_at=hold.deadline)  # fmt: skip
+        by, _ = self._who(request)
+        log.info("hold %s: %s made a signed link for %s", hold.id, by, audience)
+        answer = {"review": links.review, "approve": links.approve, "deny": links.deny}
+        return JSONResponse(answer | {"expires_at": math.floor(hold.deadline)})
 
     async def _create_grant(
         self, choice: GrantRequest, hold: Hold, by: str, channel: str
@@ -466,6 +499,9 @@ ROUTES: tuple[tuple[str, str, str, str, str], ...] = (
     ("POST", "/v1/holds/{hold_id}/approve", "approve", "Approve, or vote under a quorum",
      "200 202 404 409 503"),
     ("POST", "/v1/holds/{hold_id}/deny", "deny", "Deny with a reason", "200 400 404 409 503"),
+    ("POST", "/v1/holds/{hold_id}/link", "create_link",
+     "Signed single-use links to decide a pending hold on the public listener",
+     "200 400 404 409"),
     ("GET", "/v1/events", "stream_events", "Server-sent events; resumes after Last-Event-ID",
      "200 400"),
     ("GET", "/v1/requests", "list_requests", "The audit log, newest first, paged by seq",
@@ -492,6 +528,11 @@ def openapi_document(version: str) -> dict[str, Any]:
     bodies: dict[str, dict[str, Any]] = {
         "approve": reason,
         "deny": reason | {"required": ["reason"]},
+        "create_link": {
+            "type": "object",
+            "required": ["for"],
+            "properties": {"for": {"type": "string", "description": "who decides through it"}},
+        },
         "set_lockdown": {
             "type": "object",
             "required": ["on"],
@@ -582,10 +623,16 @@ def create_app(
     reload_policy: Callable[[], Awaitable[dict[str, Any]]],
     settings: ApiSettings,
     grants: GrantStore | None = None,
+    links: LinkSigner | None = None,
 ) -> Starlette:
-    """The control API. Setting `app.state.shutdown` (`settings.shutdown`) ends event streams."""
+    """The control API. Setting `app.state.shutdown` (`settings.shutdown`) ends event streams.
+
+    `links` signs links to the public listener; without it (or its URL) minting one is 409.
+    """
     shutdown = settings.shutdown or asyncio.Event()
-    handlers = Handlers(holds, lockdown, events, audit, reload_policy, settings, shutdown, grants)
+    handlers = Handlers(
+        holds, lockdown, events, audit, reload_policy, settings, shutdown, grants, links
+    )
     routes = [
         # Rule names are namespaced with '/' (github/merge): the rule segment takes slashes.
         Route(path.replace("{rule}", "{rule:path}"), getattr(handlers, name), methods=[method])

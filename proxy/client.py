@@ -206,6 +206,13 @@ class ApiClient:
         votes = len(body.get("votes", []))
         return DecisionResult(True, body, votes, body.get("approvals_needed", 1))
 
+    async def link(self, hold_id: str, audience: str) -> dict[str, Any]:
+        """Signed links (review, approve, deny, expires_at) for `audience` to decide a hold."""
+        path = f"/v1/holds/{quote(hold_id, safe='')}/link"
+        _, body = await self._request("POST", path, json_body={"for": audience})
+        links: dict[str, Any] = body
+        return links
+
     # -- grants -------------------------------------------------------------------------------
 
     async def grants(self) -> list[dict[str, Any]]:

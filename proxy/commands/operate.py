@@ -1,4 +1,4 @@
-"""`interlock holds | approve | deny | lockdown`: operate a running proxy over its control API.
+"""`interlock holds | approve | deny | link | lockdown`: operate a running proxy over its API.
 
 Exit codes: 0 done, 1 the API refused (e.g. someone decided first), 2 the API could not be asked.
 """
@@ -76,6 +76,21 @@ def register(commands: Any) -> None:
     deny.add_argument("--reason", required=True, help="why; the agent is told, so it can adapt")
     _connection_flags(deny)
     deny.set_defaults(handler=run_deny)
+
+    link = commands.add_parser(
+        "link", help="print signed links to decide a held request elsewhere, e.g. on a phone"
+    )
+    link.add_argument("hold_id", metavar="ID")
+    link.add_argument(
+        "--for",
+        dest="audience",
+        required=True,
+        metavar="NAME",
+        help="who decides through the links (recorded as person:link:NAME); send them only there",
+    )
+    _connection_flags(link)
+    add_format_flags(link)
+    link.set_defaults(handler=run_link)
 
     lockdown = commands.add_parser("lockdown", help="refuse every new request at once, or stop")
     lockdown.add_argument("state", choices=["on", "off", "status"])
@@ -230,6 +245,22 @@ def run_deny(args: argparse.Namespace) -> int:
     if isinstance(result, int):
         return result
     _print_decision("denied", result)
+    return OK
+
+
+def run_link(args: argparse.Namespace) -> int:
+    result = _call(args, lambda c: c.link(args.hold_id, args.audience))
+    if isinstance(result, int):
+        return result
+    if args.json:
+        emit_json(result)
+    elif args.jsonl:
+        emit_jsonl([result])
+    else:
+        for name in ("review", "approve", "deny"):
+            print(f"{name + ':':9}{result[name]}")
+        left = _ago(result["expires_at"] - time.time())
+        print(f"for {args.audience}, usable once, expires in {left}; anyone with it can decide")
     return OK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from policies.model import Action, Decision, HoldSettings
 from proxy.api import ApiSettings, create_app
 from proxy.audit import AuditStore
+from proxy.channels.links import KEY_BYTES, LinkSigner
 from proxy.events import EventBus
 from proxy.holds import HeldRequest, Hold, HoldQueue
 from proxy.lockdown import Lockdown
@@ -116,8 +118,10 @@ class Core:
         default_factory=lambda: {"ok": True, "errors": [], "rules": 3, "digest": "abc"}
     )
     settings: ApiSettings = field(default_factory=lambda: ApiSettings(version="9.9"))
+    public_url: str | None = "https://approve.example.com"  # None: no public listener
 
     def __post_init__(self) -> None:
+        self.links = LinkSigner(secrets.token_bytes(KEY_BYTES), self.public_url or "")
         self.holds = HoldQueue(self.audit, self.events)
         self.lockdown = Lockdown(self.audit, self.events)
         self.tokens = TokenStore(self.tmp / "tokens.json")
@@ -134,6 +138,7 @@ class Core:
         return create_app(
             holds=self.holds, lockdown=self.lockdown, events=self.events, audit=self.audit,
             tokens=self.tokens, reload_policy=self.reload_policy, settings=self.settings,
+            links=self.links if self.public_url else None,
         )  # fmt: skip
 
 
@@ -608,6 +613,53 @@ async def test_requests_and_trail_from_the_real_audit_store(core: Core, tmp_path
         await store.close()
 
 
+# -- signed links -------------------------------------------------------------------------------
+
+
+async def test_a_signed_link_is_made_for_a_named_person(core: Core, api: httpx.AsyncClient) -> None:
+    hold = open_hold(core.holds, timeout=600)
+    answer = await api.post(f"/v1/holds/{hold.id}/link", json={"for": "bob@example.com"})
+    assert answer.status_code == 200
+    links = answer.json()
+    assert links["review"].startswith("https://approve.example.com/l/")
+    assert links["approve"] == links["review"] + "?action=approve"
+    assert links["deny"] == links["review"] + "?action=deny"
+    assert links["expires_at"] == int(hold.deadline)
+    claim = core.links.verify(links["review"].rsplit("/", 1)[1])
+    assert (claim.hold_id, claim.audience, claim.channel) == (hold.id, "bob@example.com", "manual")
+    assert hold.pending and core.audit.records == []  # making a link decides nothing
+    again = (await api.post(f"/v1/holds/{hold.id}/link", json={"for": "bob@example.com"})).json()
+    assert again["review"] != links["review"]  # each link is its own single use
+    document = (await api.get("/openapi.json")).json()
+    assert document["paths"]["/v1/holds/{hold_id}/link"]["post"]["requestBody"]["required"]
+
+
+async def test_signed_link_refusals(core: Core, api: httpx.AsyncClient) -> None:
+    hold = open_hold(core.holds)
+    for body in [{}, {"for": 3}, {"for": ""}, {"for": "two words"}, {"for": "x" * 65}]:
+        answer = await api.post(f"/v1/holds/{hold.id}/link", json=body)
+        assert answer.status_code == 400 and answer.json()["error"] == "bad_request", body
+    missing = await api.post("/v1/holds/h_nope/link", json={"for": "bob"})
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    await core.holds.decide(hold.id, approve=True, by="person:alice", channel="cli")
+    late = await api.post(f"/v1/holds/{hold.id}/link", json={"for": "bob"})
+    assert late.status_code == 409 and late.json()["error"] == "already_decided"
+    assert late.json()["decided_by"] == "person:alice"
+    async with api_client(core.app(), core.viewer) as viewer:
+        other = open_hold(core.holds, 2)
+        refused = await viewer.post(f"/v1/holds/{other.id}/link", json={"for": "bob"})
+        assert refused.status_code == 403 and refused.json()["error"] == "read_only"
+
+
+async def test_no_signed_links_without_a_public_listener(tmp_path: Path) -> None:
+    core = Core(tmp_path, public_url=None)
+    hold = open_hold(core.holds)
+    async with api_client(core.app(), core.admin) as api:
+        answer = await api.post(f"/v1/holds/{hold.id}/link", json={"for": "bob"})
+    assert answer.status_code == 409 and answer.json()["error"] == "no_public_url"
+    assert "--public-listen" in answer.json()["detail"]
+
+
 # -- policy, lockdown, errors, OpenAPI ----------------------------------------------------------
 
 
@@ -669,7 +721,7 @@ async def test_openapi_lists_every_route_with_bearer_security(
         if method != "HEAD"
     }
     documented = {(m, path) for path, ops in document["paths"].items() for m in ops}
-    assert app_routes == documented and len(app_routes) == 15
+    assert app_routes == documented and len(app_routes) == 16
     assert document["paths"]["/healthz"]["get"]["security"] == []
     approve = document["paths"]["/v1/holds/{hold_id}/approve"]["post"]
     assert {"200", "202", "401", "404", "409"} <= set(approve["responses"])

@@ -110,6 +110,30 @@ async def test_quorum_approval_reports_the_vote(running: Running) -> None:
     assert hold.pending
 
 
+async def test_link_prints_signed_urls_to_send_by_hand(running: Running) -> None:
+    hold = open_hold(running.core.holds, timeout=600)
+    made = await running.interlock("link", hold.id, "--for", "bob")
+    assert made.code == 0, made.err
+    review, approve, deny, note = made.out.splitlines()
+    label, url = review.split()
+    assert label == "review:" and url.startswith("https://approve.example.com/l/")
+    assert approve.split() == ["approve:", f"{url}?action=approve"]
+    assert deny.split() == ["deny:", f"{url}?action=deny"]
+    assert re.fullmatch(
+        r"for bob, usable once, expires in (10m|9m\d+s); anyone with it can decide", note
+    )
+    claim = running.core.links.verify(url.rsplit("/", 1)[1])
+    assert (claim.hold_id, claim.audience, claim.channel) == (hold.id, "bob", "manual")
+    as_json = json.loads((await running.interlock("link", hold.id, "--for", "bob", "--json")).out)
+    assert as_json["review"] != url and as_json["expires_at"] == int(hold.deadline)
+    assert hold.pending
+    nameless = await running.interlock("link", hold.id)
+    assert nameless.code == 2 and "--for" in nameless.err  # argparse's usage error
+    running.core.links.public_url = ""  # as when the proxy runs without a public listener
+    refused = await running.interlock("link", hold.id, "--for", "bob")
+    assert refused.code == 1 and "--public-listen" in refused.err and "(HTTP 409)" in refused.err
+
+
 async def test_lockdown_on_status_off(running: Running) -> None:
     on = await running.interlock("lockdown", "on", "--reason", "incident 42")
     assert on.code == 0 and on.out.startswith("lockdown ON")
