@@ -103,6 +103,7 @@ class ApiServer:
             log_level="warning",
             log_config=None,  # leave the host process's logging configuration alone
             access_log=False,
+            server_header=False,  # say nothing about the server to whoever connects
             ws="none",
             ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
             ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,

@@ -29,6 +29,7 @@ from proxy.api import ApiSettings, create_app
 from proxy.apiserver import ApiServer
 from proxy.audit import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL, AuditStore
 from proxy.auditkeys import KeyFileError, SignedHead, load_or_create_signing_key
+from proxy.channels.service import PublicSettings, PublicSettingsError, RemoteChannels
 from proxy.datadir import DataDir, RunLock, acquire_lock, ensure_ca, write_api_json
 from proxy.destination import OwnEndpoints
 from proxy.events import EventBus
@@ -90,6 +91,10 @@ class RunSettings:
     checkpoint_every: int = CHECKPOINT_EVERY  # sign the audit chain head every N records,
     checkpoint_interval: float = CHECKPOINT_INTERVAL  # every M seconds, and at shutdown
     watch_policy: bool = True
+    public_listen: tuple[str, int] | None = None  # signed-link pages and Slack interactivity
+    public_url: str | None = None
+    public_cert: Path | None = None
+    public_key: Path | None = None
     decision_log: TextIO | None = None
 
 
@@ -166,6 +171,17 @@ class Interlock:
         )
         self.lockdown = Lockdown(self.audit, self.events)
         self.grants = GrantStore(self.data.root / "grants.json")
+        try:
+            self.remote = RemoteChannels(
+                self.holds,
+                self.events,
+                self.audit,
+                data_root=self.data.root,
+                public=PublicSettings(s.public_listen, s.public_url, s.public_cert, s.public_key),
+            )
+            await self.remote.start(policy.channels)
+        except (PublicSettingsError, OSError) as exc:
+            raise StartupError(str(exc).replace("control API", "public listener")) from exc
         self.ca_cert = ensure_ca(self.data)
         beyond_loopback = not _is_loopback(s.listen[0])
         if s.auth is not None:
@@ -196,6 +212,7 @@ class Interlock:
             tokens=self.tokens,
             reload_policy=self.reload_policy,
             grants=self.grants,
+            links=self.remote.links,
             settings=ApiSettings(
                 allow=tuple(ipaddress.ip_network(c, strict=False) for c in s.api_allow),
                 version=VERSION,
@@ -231,7 +248,7 @@ class Interlock:
         opts = mitm_options.Options()
         master = Master(opts)
         master.addons.add(*default_addons())
-        own = OwnEndpoints(lambda: [a for a in (self.proxy_address, self.api_address) if a])
+        own = OwnEndpoints(self._own_addresses)
         master.addons.add(Destination(own), GateAddon(self.gate, self.identity))
         values: dict[str, Any] = {
             "listen_host": s.listen[0],
@@ -287,9 +304,18 @@ class Interlock:
         except (OSError, ValueError):
             pass
 
+    def _own_addresses(self) -> list[tuple[str, int]]:
+        remote = getattr(self, "remote", None)
+        public = [remote.public_address] if remote and remote.public_address else []
+        return [a for a in (self.proxy_address, self.api_address, *public) if a is not None]
+
     def _protected(self, host: str, port: int) -> bool:
-        """The proxy's own listen and API addresses are never proxied to."""
-        own = [a for a in (self.proxy_address, self.api_address) if a is not None]
+        """The proxy's own listen, API and public addresses (and public URL) are never proxied to:
+        an agent must not reach the control API or open its own approval link."""
+        remote = getattr(self, "remote", None)
+        if remote is not None and (host, port) in remote.endpoints():
+            return True
+        own = self._own_addresses()
         if not any(port == p for _, p in own):
             return False
         local = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
@@ -309,6 +335,7 @@ class Interlock:
             return {"ok": False, "errors": [str(exc)], "digest": self.policy.policy.digest}
         if policy.digest != self.policy.policy.digest:
             self.policy.policy = policy
+            await self.remote.reconfigure(policy.channels)
             self.audit.append_nowait(
                 AuditRecord(
                     kind=Kind.POLICY,
@@ -381,6 +408,11 @@ class Interlock:
             f"  policy:   {self.settings.policy} ({len(policy.rules)} rules, default "
             f"{policy.default.value})",
         ]
+        if self.remote.public_url is not None:
+            lines.append(f"  public:   {self.remote.public_url}  (signed links, Slack interactivity)")
+        if policy.channels:
+            names = ", ".join(f"{c.name} ({c.type})" for c in policy.channels.values())
+            lines.append(f"  channels: {names}")
         if self.first_operator is not None:
             name, path = self.first_operator
             lines.append(f"  operator token for {name!r} created: {path}")
@@ -404,6 +436,9 @@ class Interlock:
         try:
             await self.holds.expire_all("the proxy is shutting down")
             await asyncio.sleep(0.05)  # let the released hooks answer their agents
+            remote = getattr(self, "remote", None)
+            if remote is not None:  # channels show the expiry; their rows land before the flush
+                await remote.stop()
             await self.audit.flush()  # AuditError if rows were lost, raised after the cleanup
         finally:
             await self._abort()  # the proxy, API and run lock go even when the audit failed
@@ -422,6 +457,9 @@ class Interlock:
                 log.warning("interlock: mitmproxy did not stop cleanly: %r", exc)
             self._master = None
         await self._api.stop()
+        remote = getattr(self, "remote", None)
+        if remote is not None:
+            await remote.stop()
         audit = getattr(self, "audit", None)
         if audit is not None:
             await audit.close()

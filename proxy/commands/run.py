@@ -121,6 +121,19 @@ def register(commands: Any) -> None:
         help="accept plain HTTP on a non-loopback API address (not recommended)",
     )
     run.add_argument(
+        "--public-listen",
+        type=parse_hostport,
+        metavar="HOST:PORT",
+        help="serve signed approval links and Slack interactivity here (nothing of the API)",
+    )
+    run.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="how phones and Slack reach --public-listen (https beyond this machine)",
+    )
+    run.add_argument("--public-cert", type=Path, metavar="FILE", help="TLS certificate, public")
+    run.add_argument("--public-key", type=Path, metavar="FILE", help="TLS key, public listener")
+    run.add_argument(
         "--synchronous",
         choices=["NORMAL", "FULL"],
         default="NORMAL",
@@ -149,5 +162,9 @@ def run_command(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         api_plain_http=args.api_plain_http,
         synchronous=args.synchronous,
+        public_listen=args.public_listen,
+        public_url=args.public_url,
+        public_cert=args.public_cert,
+        public_key=args.public_key,
     )
     return asyncio.run(serve(settings))
