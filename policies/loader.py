@@ -35,6 +35,7 @@ CHANNEL_KEYS: dict[str, dict[str, str]] = {
         "mode": "mode",
         "app_token": "secret",
         "signing_secret": "secret",
+        "api_url": "url",  # default https://slack.com/api/ (GovSlack, Enterprise, tests)
     },
 }
 

@@ -87,6 +87,7 @@ CHANNEL = {
                 "mode": {"enum": ["socket", "http"]},
                 "app_token": SECRET,
                 "signing_secret": SECRET,
+                "api_url": {"type": "string", "pattern": "^https?://"},
             },
             "required": ["type", "channel", "bot_token", "approvers"],
             "additionalProperties": False,

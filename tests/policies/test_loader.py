@@ -127,6 +127,27 @@ rules:
     assert policy.agent_for_address("10.0.4.7") is None
 
 
+def test_slack_api_url_is_optional_and_must_be_a_url(tmp_path: Path) -> None:
+    channel = """version: 1
+default: allow
+channels:
+  ops:
+    type: slack
+    channel: C0123ABCD
+    bot_token: {env: SLACK_BOT}
+    app_token: {env: SLACK_APP}
+    approvers: [U012AB3CD]
+"""
+    plain = load_policy(_write(tmp_path, channel, "plain.yaml"))
+    assert "api_url" not in plain.channels["ops"].settings  # the notifier uses slack.com
+    gov = load_policy(_write(tmp_path, channel + "    api_url: https://slack-gov.com/api/\n",
+                             "gov.yaml"))  # fmt: skip
+    assert gov.channels["ops"].settings["api_url"] == "https://slack-gov.com/api/"
+    with pytest.raises(PolicyError) as caught:
+        load_policy(_write(tmp_path, channel + "    api_url: slack-gov.com\n", "bad.yaml"))
+    assert "channels.ops: api_url must be an http(s) URL" in str(caught.value.problems[0])
+
+
 def test_shadowed_rule_is_a_warning_not_an_error(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
