@@ -1,0 +1,225 @@
+"""Remote channels end to end: a real `interlock run`, a held request from a real client, a real
+webhook receiver and the public listener's signed links. The first final decision on any channel
+releases or refuses the request, and every channel shows the same outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from proxy.apiserver import ApiServer
+from tests.e2e.conftest import Running, Tls, start_interlock
+from tests.e2e.test_gate import rows, wait_for_hold
+from tests.e2e.upstream import Upstream
+
+SECRET = "whsec-e2e-0123456789abcdef"
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+POLICY = """version: 1
+default: allow
+channels:
+  ops-hook:
+    type: webhook
+    url: {hook}
+    secret: {{file: {secret}}}
+  dead-hook:
+    type: webhook
+    url: http://127.0.0.1:{dead}/hook
+    secret: {{file: {secret}}}
+rules:
+  - name: hold-deploy
+    action: hold
+    reason: Deploys need a person.
+    timeout: 30s
+    respond_pending_after: 25s
+    notify: [ops-hook, dead-hook]
+    match: {{method: POST, path: /deploy/**}}
+  - name: hold-payout
+    action: hold
+    reason: Payouts need two people.
+    approvals: 2
+    timeout: 30s
+    respond_pending_after: 25s
+    notify: [ops-hook]
+    match: {{method: POST, path: /payout/**}}
+"""
+
+
+@dataclass
+class Hook:
+    """A real webhook receiver that checks each signature with its own HMAC code."""
+
+    url: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def receive(self, request: Request) -> Response:
+        body = await request.body()
+        stamp = request.headers["X-Interlock-Timestamp"]
+        mac = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+        if request.headers["X-Interlock-Signature"] != f"v1={mac.hexdigest()}":
+            return Response(status_code=401)
+        self.events.append(json.loads(body))
+        self.arrived.set()
+        return Response(status_code=204)
+
+    async def wait_for(self, event: str, hold_id: str, timeout: float = 10) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for seen in self.events:
+                    if seen["type"] == event and seen["hold"]["id"] == hold_id:
+                        return seen
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Hook]:
+    hook = Hook()
+    server = ApiServer(Starlette(routes=[Route("/hook", hook.receive, methods=["POST"])]))
+    await server.start("127.0.0.1", 0)
+    hook.url = f"{server.url}/hook"
+    yield hook
+    await server.stop()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, tls: Tls, upstream: Upstream, hook: Hook
+) -> AsyncIterator[Running]:
+    secret = tmp_path / "hook.secret"
+    secret.write_text(SECRET)
+    policy = POLICY.format(hook=hook.url, secret=secret, dead=closed_port())
+    running = await start_interlock(
+        tmp_path, tls, upstream, policy, public_listen=("127.0.0.1", 0)
+    )
+    yield running
+    await running.interlock.stop()
+
+
+async def decide_by_link(review: str, action: str, reason: str = "") -> httpx.Response:
+    """What a phone's browser does: open the page (no effect), then post its form."""
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as phone:
+        page = await phone.get(review)
+        assert page.status_code == 200, page.text
+        found = CSRF_FIELD.search(page.text)
+        assert found is not None
+        form = {"csrf": found.group(1), "action": action, "reason": reason}
+        return await phone.post(review.partition("?")[0], data=form)
+
+
+async def test_a_webhook_link_releases_the_request_and_every_channel_shows_it(
+    running: Running, hook: Hook
+) -> None:
+    async with running.client() as agent:
+        held = asyncio.create_task(agent.post(running.url("/deploy/1"), content=b"{}"))
+        (hold,) = await wait_for_hold(running)
+        created = await hook.wait_for("hold.created", hold["id"])
+        assert created["hold"]["rule"] == "hold-deploy" and created["links"] is not None
+        assert "headers" not in created["hold"]
+        answer = await decide_by_link(created["links"]["approve"], "approve")
+        assert answer.status_code == 200, answer.text
+        response = await held
+    assert response.status_code == 200 and response.headers["X-Interlock-Decision"] == "approved"
+    assert running.upstream.paths().count("/deploy/1") == 1
+    decided = await hook.wait_for("hold.decided", hold["id"])
+    assert decided["hold"]["state"] == "approved"
+    assert decided["hold"]["decided_by"] == "person:link:ops-hook"
+    assert decided["hold"]["channel"] == "link:ops-hook"
+    (final,) = rows(running, kind="hold", hold_id=hold["id"])
+    assert (final["outcome"], final["decided_by"]) == ("approved", "person:link:ops-hook")
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as phone:
+        again = await phone.get(created["links"]["review"])
+    assert again.status_code == 410 and "already used" in again.text.lower()
+
+
+async def test_a_dead_channel_is_reported_and_does_not_stop_the_others(
+    running: Running, hook: Hook
+) -> None:
+    async with running.client() as agent:
+        held = asyncio.create_task(agent.post(running.url("/deploy/2"), content=b"{}"))
+        (hold,) = await wait_for_hold(running)
+        await hook.wait_for("hold.created", hold["id"])
+        async with running.api() as api:
+            for _ in range(200):
+                shown = (await api.get(f"/v1/holds/{hold['id']}")).json()
+                if shown["channels"].get("dead-hook", {}).get("state") == "retrying":
+                    break
+                await asyncio.sleep(0.05)
+            assert shown["state"] == "pending"
+            assert shown["channels"]["ops-hook"]["state"] == "delivered"
+            assert "127.0.0.1" in shown["channels"]["dead-hook"]["error"]
+            denied = await api.post(
+                f"/v1/holds/{hold['id']}/deny",
+                json={"reason": "Not during the freeze."},
+                headers={"X-Interlock-Channel": "cli"},
+            )
+            assert denied.status_code == 200
+        response = await held
+    assert response.status_code == 403 and response.json()["outcome"] == "denied"
+    decided = await hook.wait_for("hold.decided", hold["id"])
+    assert decided["hold"]["decision_reason"] == "Not during the freeze."
+    assert decided["hold"]["channel"] == "cli"
+    failures = [r for r in rows(running, kind="channel", hold_id=hold["id"])
+                if r["channel"] == "dead-hook"]  # fmt: skip
+    assert failures and all("127.0.0.1" in r["reason"] for r in failures)
+    events = [e.type for e in running.interlock.events.since(0) or []]
+    assert "channel.failed" in events and "channel.delivered" in events
+
+
+async def test_a_quorum_counts_a_link_and_an_operator_as_two_people(
+    running: Running, hook: Hook
+) -> None:
+    async with running.client() as agent:
+        held = asyncio.create_task(agent.post(running.url("/payout/1"), content=b"{}"))
+        (hold,) = await wait_for_hold(running)
+        created = await hook.wait_for("hold.created", hold["id"])
+        first = await decide_by_link(created["links"]["approve"], "approve")
+        assert first.status_code == 200 and "1 of 2" in first.text
+        vote = await hook.wait_for("hold.vote", hold["id"])
+        assert [v["by"] for v in vote["hold"]["votes"]] == ["person:link:ops-hook"]
+        assert not held.done()
+        async with running.api() as api:
+            second = await api.post(f"/v1/holds/{hold['id']}/approve", json={})
+            assert second.status_code == 200 and second.json()["state"] == "approved"
+            late = await api.post(f"/v1/holds/{hold['id']}/approve", json={})
+            assert late.status_code == 409
+        assert (await held).status_code == 200
+    decided = await hook.wait_for("hold.decided", hold["id"])
+    assert len(decided["hold"]["votes"]) == 1 and decided["hold"]["decided_by"].startswith("person:")
+    assert [r["decided_by"] for r in rows(running, kind="vote")] == ["person:link:ops-hook"]
+
+
+async def test_an_agent_cannot_open_its_own_approval_link(running: Running, hook: Hook) -> None:
+    async with running.client() as agent:
+        held = asyncio.create_task(agent.post(running.url("/deploy/3"), content=b"{}"))
+        (hold,) = await wait_for_hold(running)
+        created = await hook.wait_for("hold.created", hold["id"])
+        review = created["links"]["review"]
+        assert review.startswith(running.interlock.remote.public_url or "-")
+        through_proxy = await agent.get(review)
+        assert through_proxy.status_code == 403
+        assert through_proxy.headers["X-Interlock-Decision"] == "denied"
+        async with running.api() as api:
+            assert (await api.get(f"/v1/holds/{hold['id']}")).json()["state"] == "pending"
+        held.cancel()
