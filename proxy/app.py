@@ -409,7 +409,8 @@ class Interlock:
             f"{policy.default.value})",
         ]
         if self.remote.public_url is not None:
-            lines.append(f"  public:   {self.remote.public_url}  (signed links, Slack interactivity)")
+            url = self.remote.public_url
+            lines.append(f"  public:   {url}  (signed links, Slack interactivity)")
         if policy.channels:
             names = ", ".join(f"{c.name} ({c.type})" for c in policy.channels.values())
             lines.append(f"  channels: {names}")

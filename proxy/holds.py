@@ -39,6 +39,10 @@ class HoldNotFound(HoldError):
 class HoldAlreadyDecided(HoldError):
     status = 409
 
+    def __init__(self, message: str, hold: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.hold = hold  # the final outcome, so a channel can show who won
+
 
 class TooManyHolds(HoldError):
     status = 429
@@ -298,7 +302,8 @@ class HoldQueue:
             raise HoldNotFound(f"no hold {hold_id!r}")
         if not hold.pending:
             raise HoldAlreadyDecided(
-                f"hold {hold_id} was already decided: {hold.state.value} by {hold.decided_by}"
+                f"hold {hold_id} was already decided: {hold.state.value} by {hold.decided_by}",
+                hold.to_json() if hold.state is not Outcome.PENDING else None,
             )
         if not approve and not (reason and reason.strip()):
             raise HoldError("a denial needs a reason, so the agent knows what to do instead")

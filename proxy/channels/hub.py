@@ -103,6 +103,9 @@ class ChannelHub:
                     self.events.publish("channel.failed", {"channel": name, "error": str(exc)})
                     continue
                 self._running[name] = _Running(channel, notifier, start_lock=asyncio.Lock())
+                # Started now, not on first use: Slack must listen for clicks on messages posted
+                # before a restart or reload. A failure here is reported; delivery retries it.
+                self._spawn(self._start_early(name), f"channel {name} start")
 
     def start(self) -> None:
         """Follow the event bus (call once, before holds can be created)."""
@@ -259,6 +262,10 @@ class ChannelHub:
                 return
 
     async def _send(self, name: str, notice: Notice) -> None:
+        running = await self._started(name)
+        await running.notifier.send(notice)
+
+    async def _started(self, name: str) -> _Running:
         running = self._running.get(name)
         if running is None:
             raise ChannelError(f"channel {name!r} is not configured in the policy in force",
@@ -269,7 +276,21 @@ class ChannelHub:
                 if not running.started:
                     await running.notifier.start()
                     running.started = True
-        await running.notifier.send(notice)
+        return running
+
+    async def _start_early(self, name: str) -> None:
+        try:
+            await asyncio.wait_for(self._started(name), self.send_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            log.warning("interlock: channel %s could not start: %s", name, error)
+            self.events.publish(
+                "channel.failed",
+                {"channel": name, "hold_id": None, "event": "start", "error": error,
+                 "attempt": 1, "final": not getattr(exc, "retryable", True)},
+            )  # fmt: skip
 
     async def _delivered(self, name: str, hold: Hold | None, notice: Notice, attempt: int) -> None:
         status = {"state": "delivered", "event": notice.event, "at": time.time()}

@@ -13,6 +13,7 @@ import pytest
 
 from proxy.app import Interlock, RunSettings
 from tests.e2e.upstream import Upstream, make_tls, start_upstream
+from tests.e2e.webhooks import hook  # noqa: F401 (a fixture for the channel tests)
 
 BASE_POLICY = """version: 1
 default: allow

@@ -5,29 +5,19 @@ releases or refuses the request, and every channel shows the same outcome."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import re
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from proxy.apiserver import ApiServer
 from tests.e2e.conftest import Running, Tls, start_interlock
 from tests.e2e.test_gate import rows, wait_for_hold
 from tests.e2e.upstream import Upstream
+from tests.e2e.webhooks import HOOK_SECRET as SECRET
+from tests.e2e.webhooks import Hook, closed_port
 
-SECRET = "whsec-e2e-0123456789abcdef"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 POLICY = """version: 1
 default: allow
@@ -59,50 +49,6 @@ rules:
 """
 
 
-@dataclass
-class Hook:
-    """A real webhook receiver that checks each signature with its own HMAC code."""
-
-    url: str = ""
-    events: list[dict[str, Any]] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def receive(self, request: Request) -> Response:
-        body = await request.body()
-        stamp = request.headers["X-Interlock-Timestamp"]
-        mac = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
-        if request.headers["X-Interlock-Signature"] != f"v1={mac.hexdigest()}":
-            return Response(status_code=401)
-        self.events.append(json.loads(body))
-        self.arrived.set()
-        return Response(status_code=204)
-
-    async def wait_for(self, event: str, hold_id: str, timeout: float = 10) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for seen in self.events:
-                    if seen["type"] == event and seen["hold"]["id"] == hold_id:
-                        return seen
-                self.arrived.clear()
-                await self.arrived.wait()
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[Hook]:
-    hook = Hook()
-    server = ApiServer(Starlette(routes=[Route("/hook", hook.receive, methods=["POST"])]))
-    await server.start("127.0.0.1", 0)
-    hook.url = f"{server.url}/hook"
-    yield hook
-    await server.stop()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def running(
     tmp_path: Path, tls: Tls, upstream: Upstream, hook: Hook
@@ -110,9 +56,7 @@ async def running(
     secret = tmp_path / "hook.secret"
     secret.write_text(SECRET)
     policy = POLICY.format(hook=hook.url, secret=secret, dead=closed_port())
-    running = await start_interlock(
-        tmp_path, tls, upstream, policy, public_listen=("127.0.0.1", 0)
-    )
+    running = await start_interlock(tmp_path, tls, upstream, policy, public_listen=("127.0.0.1", 0))
     yield running
     await running.interlock.stop()
 
@@ -206,7 +150,9 @@ async def test_a_quorum_counts_a_link_and_an_operator_as_two_people(
             assert late.status_code == 409
         assert (await held).status_code == 200
     decided = await hook.wait_for("hold.decided", hold["id"])
-    assert len(decided["hold"]["votes"]) == 1 and decided["hold"]["decided_by"].startswith("person:")
+    assert len(decided["hold"]["votes"]) == 1 and decided["hold"]["decided_by"].startswith(
+        "person:"
+    )
     assert [r["decided_by"] for r in rows(running, kind="vote")] == ["person:link:ops-hook"]
 
 
