@@ -29,7 +29,12 @@ from proxy.api import ApiSettings, create_app
 from proxy.apiserver import ApiServer
 from proxy.audit import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL, AuditStore
 from proxy.auditkeys import KeyFileError, SignedHead, load_or_create_signing_key
-from proxy.channels.service import PublicSettings, PublicSettingsError, RemoteChannels
+from proxy.channels.service import (
+    PublicSettings,
+    PublicSettingsError,
+    RemoteChannels,
+    check_public_settings,
+)
 from proxy.datadir import DataDir, RunLock, acquire_lock, ensure_ca, write_api_json
 from proxy.destination import OwnEndpoints
 from proxy.events import EventBus
@@ -133,6 +138,12 @@ class Interlock:
     async def start(self) -> None:
         s = self.settings
         check_unsafe(s.mitm_options)
+        try:
+            check_public_settings(
+                PublicSettings(s.public_listen, s.public_url, s.public_cert, s.public_key)
+            )
+        except PublicSettingsError as exc:
+            raise StartupError(str(exc)) from exc
         try:
             policy = load_policy(s.policy)
         except PolicyError as exc:

@@ -57,6 +57,23 @@ def check_public_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def check_public_settings(public: PublicSettings) -> None:
+    """Refuse settings that cannot work or would expose links, before anything starts."""
+    if public.url is not None:
+        check_public_url(public.url)
+        if public.listen is None:
+            raise PublicSettingsError("--public-url needs --public-listen (the address it reaches)")
+    if (public.cert is None) != (public.key is None):
+        raise PublicSettingsError(
+            "the public listener's TLS needs both --public-cert and --public-key"
+        )
+    if public.listen is not None and public.url is None and not is_loopback(public.listen[0]):
+        raise PublicSettingsError(
+            f"--public-listen {public.listen[0]} is beyond this machine: give --public-url, the "
+            "https address phones and Slack use to reach it"
+        )
+
+
 def build_notifier(channel: Channel, *, decide: Decide, environ: Mapping[str, str]) -> Notifier:
     """The notifier for one of the policy's channels (imported lazily: Slack loads aiohttp)."""
     if channel.type == "webhook":
@@ -84,11 +101,10 @@ class RemoteChannels:
         public: PublicSettings,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
+        check_public_settings(public)
         self.public = public
         self.public_address: tuple[str, int] | None = None
         self.public_url: str | None = check_public_url(public.url) if public.url else None
-        if public.url and public.listen is None:
-            raise PublicSettingsError("--public-url needs --public-listen (the address it reaches)")
         self.links: LinkSigner | None = None
         if public.listen is not None:
             self.links = LinkSigner.load_or_create(data_root / "links.key", self.public_url or "")

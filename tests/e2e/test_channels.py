@@ -169,3 +169,28 @@ async def test_an_agent_cannot_open_its_own_approval_link(running: Running, hook
         async with running.api() as api:
             assert (await api.get(f"/v1/holds/{hold['id']}")).json()["state"] == "pending"
         held.cancel()
+
+
+async def test_the_public_url_by_name_is_refused_before_any_connection(
+    tmp_path: Path, tls: Tls, upstream: Upstream, hook: Hook
+) -> None:
+    secret = tmp_path / "hook.secret"
+    secret.write_text(SECRET)
+    policy = POLICY.format(hook=hook.url, secret=secret, dead=closed_port())
+    running = await start_interlock(
+        tmp_path,
+        tls,
+        upstream,
+        policy,
+        public_listen=("127.0.0.1", 0),
+        public_url="https://approve.example.test",
+    )
+    try:
+        assert running.interlock.remote.public_url == "https://approve.example.test"
+        async with running.client() as agent:
+            with pytest.raises(httpx.ProxyError, match="403"):
+                await agent.get("https://approve.example.test/l/anything")
+        (refused,) = rows(running, kind="request", host="approve.example.test")
+        assert refused["outcome"] == "denied" and "own" in refused["reason"]
+    finally:
+        await running.interlock.stop()

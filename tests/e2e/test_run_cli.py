@@ -283,6 +283,28 @@ async def test_gate_weakening_options_are_refused_before_anything_listens(
         assert not (proc.data_dir / "audit.db").exists()
 
 
+async def test_a_public_listener_that_would_leak_links_is_refused_before_anything_listens(
+    tmp_path: Path, tls: Tls
+) -> None:
+    cases = [
+        ("--public-listen", "127.0.0.1:0", "--public-url", "http://approve.example.com"),
+        ("--public-url", "https://approve.example.com"),
+        ("--public-listen", "0.0.0.0:0"),
+    ]
+    for index in range(len(cases)):
+        (tmp_path / str(index)).mkdir()
+    procs = [await spawn(tmp_path / str(i), tls, *args) for i, args in enumerate(cases)]
+    codes = await asyncio.gather(*(p.exit_code(STARTUP_TIMEOUT) for p in procs))
+    assert codes == [1] * len(cases)
+    plain, no_listener, no_url = (p.stderr for p in procs)
+    assert "plain HTTP beyond this machine" in plain
+    assert "--public-url needs --public-listen" in no_listener
+    assert "give --public-url" in no_url
+    for proc in procs:
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr  # no banner, no traceback
+        assert not (proc.data_dir / "audit.db").exists()
+
+
 async def test_sigterm_expires_the_held_request_records_it_and_exits_0(
     running: Proc, upstream: Upstream
 ) -> None:
