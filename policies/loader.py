@@ -24,6 +24,8 @@ TOP_KEYS = ["version", "description", "default", "default_reason", "include", "a
 INCLUDED_KEYS = ["version", "description", "include", "rules"]
 DEFAULT_REASON = "No rule matched this request; the policy's default applies."
 SLACK_USER_RE = re.compile(r"[UW][A-Z0-9]{2,}")
+PERSON_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
+
 
 CHANNEL_KEYS: dict[str, dict[str, str]] = {
     # key -> kind: "str", "url", "secret", "map", "users", "mode"; a leading "!" means required.
@@ -288,6 +290,8 @@ def _channel(source: Source, name: str, spec: Node, where: str) -> Channel | Non
         if kind_spec.startswith("!") and key not in fields:
             source.error(spec, where, f"missing key {key!r} for a {kind} channel")
     if kind == "slack":
+        if isinstance(approvers := settings.get("approvers"), dict):  # ID -> person's name
+            settings["approvers"], settings["approver_names"] = tuple(approvers), approvers
         mode = settings.get("mode", "socket")
         needed = "app_token" if mode == "socket" else "signing_secret"
         if needed not in settings:
@@ -316,12 +320,24 @@ def _channel_value(source: Source, kind: str, key: str, node: Node, where: str) 
             return None
         return {k: str(source.value(v)) for k, _, v in source.items(node, where)}
     if kind == "users":
-        users = [source.value(item) if is_scalar(item) else None for item in as_list(node)]
+        names: dict[str, str] = {}
+        if is_map(node):  # {U012AB3CD: alice}: the Slack user is the person `alice` elsewhere
+            for user, _, name_node in source.items(node, where):
+                name = source.value(name_node) if is_scalar(name_node) else None
+                if not isinstance(name, str) or not PERSON_RE.fullmatch(name):
+                    source.error(name_node, where, f"{key}: {user} must map to a person's "
+                                 "name like alice (the name of their operator token)")  # fmt: skip
+                    return None
+                names[user] = name
+            users: list[object] = list(names)
+        else:
+            users = [source.value(item) if is_scalar(item) else None for item in as_list(node)]
         bad = [u for u in users if not isinstance(u, str) or not SLACK_USER_RE.fullmatch(u)]
         if bad or not users:
-            source.error(node, where, f"{key} must list Slack user IDs like U012AB3CD")
+            source.error(node, where, f"{key} must list Slack user IDs like U012AB3CD, or map "
+                         "each to a person's name")  # fmt: skip
             return None
-        return tuple(users)
+        return names or tuple(users)
     value = source.value(node) if is_scalar(node) else None
     if not isinstance(value, str) or not value:
         source.error(node, where, f"{key} must be a non-empty string")

@@ -83,7 +83,16 @@ CHANNEL = {
                 "type": {"const": "slack"},
                 "channel": {"type": "string"},
                 "bot_token": SECRET,
-                "approvers": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "approvers": {
+                    "oneOf": [
+                        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                        {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "minProperties": 1,
+                        },
+                    ]
+                },
                 "mode": {"enum": ["socket", "http"]},
                 "app_token": SECRET,
                 "signing_secret": SECRET,

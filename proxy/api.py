@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policies.durations import parse_duration
 from proxy.audit import MAX_QUERY_LIMIT, AuditError
-from proxy.channels.links import MANUAL, LinkSigner, check_audience
+from proxy.channels.links import LinkSigner, check_audience, manual_channel
 from proxy.events import EventBus
 from proxy.grants import GrantError, GrantRequest, GrantStore, check_grantable, grant_record
 from proxy.holds import Hold, HoldAlreadyDecided, HoldError, HoldQueue
@@ -391,9 +391,10 @@ class Handlers:
         if not hold.pending:
             facts = {k: hold.to_json()[k] for k in ("state", "decided_by", "channel")}
             return error(409, "already_decided", f"hold {hold_id} was already decided", **facts)
-        links = self.links.mint(hold.id, audience=audience, channel=MANUAL,
-                                expires_at=hold.deadline)  # fmt: skip
         by, _ = self._who(request)
+        maker: Operator = request.scope[OPERATOR_KEY]
+        links = self.links.mint(hold.id, audience=audience, channel=manual_channel(maker.name),
+                                expires_at=hold.deadline)  # fmt: skip
         log.info("hold %s: %s made a signed link for %s", hold.id, by, audience)
         answer = {"review": links.review, "approve": links.approve, "deny": links.deny}
         return JSONResponse(answer | {"expires_at": math.floor(hold.deadline)})

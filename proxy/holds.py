@@ -7,7 +7,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,6 +81,9 @@ class Vote:
     channel: str
     at: float
     reason: str | None
+    # Everyone this vote speaks for: `by`, plus the person behind it when a channel knows (a
+    # Slack ID mapped to a name, whoever made a personal link). A quorum counts nobody twice.
+    people: frozenset[str] = frozenset()
 
 
 @dataclass(eq=False)
@@ -291,11 +294,19 @@ class HoldQueue:
     # -- decisions ----------------------------------------------------------------------------
 
     async def decide(
-        self, hold_id: str, *, approve: bool, by: str, channel: str, reason: str | None = None
+        self,
+        hold_id: str,
+        *,
+        approve: bool,
+        by: str,
+        channel: str,
+        reason: str | None = None,
+        people: Iterable[str] = (),
     ) -> Hold:
         """Approve or deny. The first final decision wins; later ones raise HoldAlreadyDecided.
 
-        With `approvals: N`, an approval is a vote until N distinct people agree; one deny ends it.
+        With `approvals: N`, an approval is a vote until N distinct people agree; one deny ends
+        it. `people` names who else the decision speaks for (see `Vote.people`).
         """
         hold = self._holds.get(hold_id)
         if hold is None or not hold.announced:
@@ -308,17 +319,26 @@ class HoldQueue:
         if not approve and not (reason and reason.strip()):
             raise HoldError("a denial needs a reason, so the agent knows what to do instead")
         if approve and hold.settings.approvals > 1:
-            if any(v.by == by for v in hold.votes):
-                raise HoldAlreadyDecided(f"{by} has already approved hold {hold_id}")
+            speaks_for = frozenset({by, *people})
+            for vote in hold.votes:
+                if twice := sorted(vote.people & speaks_for):
+                    raise HoldAlreadyDecided(
+                        f"{twice[0]} already approved hold {hold_id}"
+                        + (f" (as {vote.by})" if vote.by != twice[0] else "")
+                        + "; the same person cannot count twice"
+                    )
             if len(hold.votes) + 1 < hold.settings.approvals:
-                return await self._vote(hold, by, channel, reason)
+                return await self._vote(hold, by, channel, reason, speaks_for)
         outcome = Outcome.APPROVED if approve else Outcome.DENIED
-        await self._finish(hold, outcome, by, channel, reason)
+        await self._finish(hold, outcome, by, channel, reason, frozenset(people))
         return hold
 
-    async def _vote(self, hold: Hold, by: str, channel: str, reason: str | None) -> Hold:
-        vote = Vote(by, channel, self.clock(), reason)
-        await self.audit.append(self._record(hold, Kind.VOTE, Outcome.PENDING, by, channel, reason))
+    async def _vote(
+        self, hold: Hold, by: str, channel: str, reason: str | None, people: frozenset[str]
+    ) -> Hold:
+        vote = Vote(by, channel, self.clock(), reason, people)
+        record = self._record(hold, Kind.VOTE, Outcome.PENDING, by, channel, reason, people)
+        await self.audit.append(record)
         hold.votes.append(vote)
         self.events.publish("hold.vote", hold.to_json())
         return hold
@@ -336,13 +356,19 @@ class HoldQueue:
         task.add_done_callback(_background.discard)
 
     async def _finish(
-        self, hold: Hold, outcome: Outcome, by: str, channel: str, reason: str | None
+        self,
+        hold: Hold,
+        outcome: Outcome,
+        by: str,
+        channel: str,
+        reason: str | None,
+        people: frozenset[str] = frozenset(),
     ) -> None:
         assert outcome in FINAL
         hold._deciding = True  # from here on, any other decision gets 409
         if hold._timer is not None:
             hold._timer.cancel()
-        record = self._record(hold, Kind.HOLD, outcome, by, channel, reason)
+        record = self._record(hold, Kind.HOLD, outcome, by, channel, reason, people)
         try:
             await self.audit.append(record)
         except Exception as exc:  # fail closed: an unrecorded approval must not release anything
@@ -374,8 +400,14 @@ class HoldQueue:
         by: str,
         channel: str,
         reason: str | None,
+        people: frozenset[str] = frozenset(),
     ) -> AuditRecord:
         r = hold.request
+        detail: dict[str, Any] = {}
+        if hold.votes:
+            detail["votes"] = [v.by for v in hold.votes]
+        if behind := sorted(people - {by}):  # who else the decision speaks for
+            detail["people"] = behind
         return AuditRecord(
             kind=kind,
             request_id=r.request_id,
@@ -394,7 +426,7 @@ class HoldQueue:
             reason=reason,
             hold_id=hold.id,
             held_ms=int((self.clock() - hold.created_at) * 1000),
-            detail={"votes": [v.by for v in hold.votes]} if hold.votes else None,
+            detail=detail or None,
         )
 
 

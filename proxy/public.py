@@ -23,7 +23,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.channels import link_page
 from proxy.channels.base import channel_label, decided_by
-from proxy.channels.links import LinkClaim, LinkError, LinkExpired, LinkSigner, LinkUsed
+from proxy.channels.links import (
+    LinkClaim,
+    LinkError,
+    LinkExpired,
+    LinkSigner,
+    LinkUsed,
+    is_personal,
+    people_behind,
+)
 from proxy.channels.links import new_csrf_cookie as new_cookie
 from proxy.holds import Hold, HoldAlreadyDecided, HoldError, HoldNotFound, HoldQueue
 from proxy.outcomes import Outcome
@@ -212,6 +220,15 @@ class LinkPages:
     async def _decide(
         self, hold: Hold, claim: LinkClaim, token: str, request: Request, action: str, reason: str
     ) -> Response:
+        shared = not is_personal(claim.channel)
+        if action == "approve" and hold.settings.approvals > 1 and shared:
+            lines = [
+                f"This link reaches everyone the {claim.channel} channel reaches, so it cannot "
+                f"count as one of the {hold.settings.approvals} people this request needs.",
+                "Deny works here. To approve, use the dashboard, Slack, or a personal link "
+                "(interlock link HOLD_ID --for NAME).",
+            ]
+            return _page(link_page.notice("Needs a named person", *lines, reopen=token), 403)
         try:
             self.links.spend(claim)
         except LinkUsed:
@@ -219,7 +236,12 @@ class LinkPages:
         by, channel = decided_by("link", claim.audience), channel_label("link", claim.channel)
         try:
             await self.holds.decide(
-                hold.id, approve=action == "approve", by=by, channel=channel, reason=reason or None
+                hold.id,
+                approve=action == "approve",
+                by=by,
+                channel=channel,
+                reason=reason or None,
+                people=people_behind(claim) if not shared else (),
             )
         except HoldAlreadyDecided as exc:
             if hold.state is Outcome.PENDING:  # this person already voted: the link may still deny

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,7 +66,14 @@ class Decide(Protocol):
     """`HoldQueue.decide`: raises HoldError subclasses (404, 409, 400) a channel must report."""
 
     async def __call__(
-        self, hold_id: str, *, approve: bool, by: str, channel: str, reason: str | None = None
+        self,
+        hold_id: str,
+        *,
+        approve: bool,
+        by: str,
+        channel: str,
+        reason: str | None = None,
+        people: Iterable[str] = (),
     ) -> Any: ...
 
 

@@ -22,18 +22,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from proxy.channels.base import Links
+from proxy.outcomes import person
 
 KEY_FILE = "links.key"
 KEY_BYTES = 32
 MAC_BYTES = 16  # 128 bits: forging one is out of reach, and the URL stays short enough to paste
 NONCE_BYTES = 12
 VERSION = 1
-MANUAL = "manual"  # the channel of a link made with `interlock link`
-# Who a link is for: a webhook channel's name, or a person named to `interlock link --for`.
-AUDIENCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
-_HEAD = struct.Struct(">BQ")  # version, expiry in whole epoch seconds
-_MAC_CONTEXT = b"interlock-link\x00"
-_CSRF_CONTEXT = b"interlock-link-csrf\x00"
+MANUAL = "manual"  # the channel of a link made with `interlock link`: `manual:MAKER`
 
 
 class LinkError(Exception):
@@ -69,6 +65,33 @@ class LinkClaim:
     channel: str  # where it was sent: `channel_label("link", channel)`
     expires_at: float
     nonce: bytes
+
+
+def manual_channel(maker: str) -> str:
+    """The channel of a personal link an operator made: the maker is signed into the link."""
+    return f"{MANUAL}:{maker}"
+
+
+def is_personal(claim_channel: str) -> bool:
+    """A link made for one named person, as opposed to one sent to all a webhook reaches."""
+    return claim_channel == MANUAL or claim_channel.startswith(f"{MANUAL}:")
+
+
+def people_behind(claim: LinkClaim) -> frozenset[str]:
+    """Who a personal link's decision speaks for: its audience, and the operator who made it,
+    so that nobody can make a link for someone else and count twice in a quorum."""
+    people = {person(claim.audience)}
+    maker = claim.channel.partition(":")[2]
+    if maker:
+        people.add(person(maker))
+    return frozenset(people)
+
+
+# Who a link is for: a webhook channel's name, or a person named to `interlock link --for`.
+AUDIENCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
+_HEAD = struct.Struct(">BQ")  # version, expiry in whole epoch seconds
+_MAC_CONTEXT = b"interlock-link\x00"
+_CSRF_CONTEXT = b"interlock-link-csrf\x00"
 
 
 def check_audience(name: str) -> str:

@@ -35,6 +35,7 @@ from proxy.channels.base import (
     resolve_secret,
 )
 from proxy.holds import HoldAlreadyDecided, HoldError, HoldNotFound
+from proxy.outcomes import person
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,10 @@ class SlackNotifier:
         self.approvers = frozenset(
             map(str, approvers if isinstance(approvers, tuple | list) else ())
         )
+        names = settings.get("approver_names")
+        # Slack user -> the person's name elsewhere (their operator token), so a quorum counts
+        # someone who approves in the dashboard and again in Slack only once.
+        self.people = {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
         self.signing_secret: str | None = None  # http mode, once started
         self._target = str(settings.get("channel") or "")
         self._channel_id = self._target if self._target[:1] in ("C", "G") else ""
@@ -356,8 +361,9 @@ class SlackNotifier:
     ) -> None:
         try:
             by, label = decided_by("slack", user), channel_label("slack", self.name)
+            people = [person(self.people[user])] if user in self.people else []
             result = await self.decide(
-                hold_id, approve=approve, by=by, channel=label, reason=reason
+                hold_id, approve=approve, by=by, channel=label, reason=reason, people=people
             )
         except HoldAlreadyDecided as exc:
             await self._ephemeral(channel, user, f"Not recorded: {exc}.")

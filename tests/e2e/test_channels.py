@@ -5,6 +5,7 @@ releases or refuses the request, and every channel shows the same outcome."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,29 +132,36 @@ async def test_a_dead_channel_is_reported_and_does_not_stop_the_others(
     assert "channel.failed" in events and "channel.delivered" in events
 
 
-async def test_a_quorum_counts_a_link_and_an_operator_as_two_people(
+async def test_a_quorum_needs_two_named_people_whatever_the_channel(
     running: Running, hook: Hook
 ) -> None:
-    async with running.client() as agent:
+    carol = running.interlock.tokens.add_operator("carol")
+    async with running.client() as agent, running.api() as admin:
         held = asyncio.create_task(agent.post(running.url("/payout/1"), content=b"{}"))
         (hold,) = await wait_for_hold(running)
         created = await hook.wait_for("hold.created", hold["id"])
-        first = await decide_by_link(created["links"]["approve"], "approve")
+        # A webhook's link reaches everyone the webhook reaches: it is nobody in particular.
+        shared = await decide_by_link(created["links"]["approve"], "approve")
+        assert shared.status_code == 403 and "named person" in shared.text
+        # A personal link, made by the operator `admin` for bob, counts as bob...
+        made = await admin.post(f"/v1/holds/{hold['id']}/link", json={"for": "bob"})
+        first = await decide_by_link(made.json()["approve"], "approve")
         assert first.status_code == 200 and "1 of 2" in first.text
         vote = await hook.wait_for("hold.vote", hold["id"])
-        assert [v["by"] for v in vote["hold"]["votes"]] == ["person:link:ops-hook"]
+        assert [v["by"] for v in vote["hold"]["votes"]] == ["person:link:bob"]
+        # ...and as admin, who made it: admin cannot approve again in person.
+        again = await admin.post(f"/v1/holds/{hold['id']}/approve", json={})
+        assert again.status_code == 409 and "person:admin already approved" in again.text
         assert not held.done()
-        async with running.api() as api:
-            second = await api.post(f"/v1/holds/{hold['id']}/approve", json={})
-            assert second.status_code == 200 and second.json()["state"] == "approved"
-            late = await api.post(f"/v1/holds/{hold['id']}/approve", json={})
-            assert late.status_code == 409
+        headers = {"Authorization": f"Bearer {carol}"}
+        second = await admin.post(f"/v1/holds/{hold['id']}/approve", json={}, headers=headers)
+        assert second.status_code == 200 and second.json()["state"] == "approved"
         assert (await held).status_code == 200
     decided = await hook.wait_for("hold.decided", hold["id"])
-    assert len(decided["hold"]["votes"]) == 1 and decided["hold"]["decided_by"].startswith(
-        "person:"
-    )
-    assert [r["decided_by"] for r in rows(running, kind="vote")] == ["person:link:ops-hook"]
+    assert decided["hold"]["decided_by"] == "person:carol"
+    (vote_row,) = rows(running, kind="vote")
+    assert (vote_row["decided_by"], vote_row["channel"]) == ("person:link:bob", "link:manual:admin")
+    assert json.loads(vote_row["detail"])["people"] == ["person:admin", "person:bob"]
 
 
 async def test_an_agent_cannot_open_its_own_approval_link(running: Running, hook: Hook) -> None:

@@ -148,6 +148,34 @@ channels:
     assert "channels.ops: api_url must be an http(s) URL" in str(caught.value.problems[0])
 
 
+def test_slack_approvers_may_map_each_user_to_a_persons_name(tmp_path: Path) -> None:
+    head = """version: 1
+default: allow
+channels:
+  ops:
+    type: slack
+    channel: C0123ABCD
+    bot_token: {env: SLACK_BOT}
+    app_token: {env: SLACK_APP}
+"""
+    mapped = load_policy(_write(tmp_path, head + "    approvers: {U012AB3CD: alice, W0BOB: bob}\n",
+                                "mapped.yaml"))  # fmt: skip
+    settings = mapped.channels["ops"].settings
+    assert settings["approvers"] == ("U012AB3CD", "W0BOB")
+    assert settings["approver_names"] == {"U012AB3CD": "alice", "W0BOB": "bob"}
+    listed = load_policy(_write(tmp_path, head + "    approvers: [U012AB3CD]\n", "listed.yaml"))
+    assert "approver_names" not in listed.channels["ops"].settings
+    for bad, message in [
+        ("{U012AB3CD: [alice]}", "U012AB3CD must map to a person's name"),
+        ("{U012AB3CD: 'al ice'}", "U012AB3CD must map to a person's name"),
+        ("{alice: U012AB3CD}", "must list Slack user IDs like U012AB3CD, or map"),
+    ]:
+        with pytest.raises(PolicyError) as caught:
+            load_policy(_write(tmp_path, head + f"    approvers: {bad}\n", "bad.yaml"))
+        problem = str(caught.value.problems[0])
+        assert message in problem and "bad.yaml:9" in problem, problem
+
+
 def test_shadowed_rule_is_a_warning_not_an_error(tmp_path: Path) -> None:
     path = _write(
         tmp_path,

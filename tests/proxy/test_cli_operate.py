@@ -123,7 +123,7 @@ async def test_link_prints_signed_urls_to_send_by_hand(running: Running) -> None
         r"for bob, usable once, expires in (10m|9m\d+s); anyone with it can decide", note
     )
     claim = running.core.links.verify(url.rsplit("/", 1)[1])
-    assert (claim.hold_id, claim.audience, claim.channel) == (hold.id, "bob", "manual")
+    assert (claim.hold_id, claim.audience, claim.channel) == (hold.id, "bob", "manual:alice")
     as_json = json.loads((await running.interlock("link", hold.id, "--for", "bob", "--json")).out)
     assert as_json["review"] != url and as_json["expires_at"] == int(hold.deadline)
     assert hold.pending

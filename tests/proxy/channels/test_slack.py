@@ -302,6 +302,27 @@ async def test_a_decision_elsewhere_removes_the_buttons_and_says_who(
     assert hold.state is Outcome.DENIED and hold.decided_by == "person:carol"
 
 
+async def test_a_slack_user_mapped_to_an_operator_counts_once_across_channels(
+    core: Core, fake: FakeSlack
+) -> None:
+    channel = slack_channel(fake)
+    channel.settings["approver_names"] = {ALICE: "alice"}  # as the loader maps {U0ALICE: alice}
+    notifier = SlackNotifier(channel, decide=core.queue.decide, environ=environ(fake))
+    await notifier.start()
+    try:
+        hold = await posted(core, notifier, fake, approvals=2)
+        await core.queue.decide(hold.id, approve=True, by="person:alice", channel="tui")
+        await click(fake, ALICE, kit.APPROVE_ACTION)  # alice again, now in Slack
+        await until(lambda: fake.ephemerals)
+        assert "person:alice already approved" in fake.ephemerals[0]["text"]
+        assert hold.pending and [v.by for v in hold.votes] == ["person:alice"]
+        await click(fake, BOB, kit.APPROVE_ACTION)  # bob has no name: his Slack ID is his own
+        assert await core.queue.wait(hold, 5) is Outcome.APPROVED
+        assert hold.decided_by == f"person:slack:{BOB}"
+    finally:
+        await notifier.close()
+
+
 async def test_two_approvals_are_needed_and_one_person_counts_once(
     core: Core, fake: FakeSlack, notifier: SlackNotifier
 ) -> None:
@@ -314,7 +335,7 @@ async def test_two_approvals_are_needed_and_one_person_counts_once(
 
     await click(fake, ALICE, kit.APPROVE_ACTION)
     await until(lambda: fake.ephemerals)
-    assert "has already approved" in fake.ephemerals[0]["text"]
+    assert "already approved" in fake.ephemerals[0]["text"]
     assert hold.pending and len(hold.votes) == 1
 
     await click(fake, BOB, kit.APPROVE_ACTION)
