@@ -26,13 +26,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policies.durations import parse_duration
 from proxy.audit import MAX_QUERY_LIMIT, AuditError
+from proxy.channels.base import channel_label
 from proxy.channels.links import LinkSigner, check_audience, manual_channel
 from proxy.events import EventBus
 from proxy.grants import GrantError, GrantRequest, GrantStore, check_grantable, grant_record
 from proxy.holds import Hold, HoldAlreadyDecided, HoldError, HoldQueue
 from proxy.lockdown import Lockdown
 from proxy.outcomes import Outcome, person
-from proxy.records import AuditRecord
+from proxy.records import AuditRecord, Kind
 
 log = logging.getLogger(__name__)
 
@@ -395,6 +396,14 @@ class Handlers:
         maker: Operator = request.scope[OPERATOR_KEY]
         links = self.links.mint(hold.id, audience=audience, channel=manual_channel(maker.name),
                                 expires_at=hold.deadline)  # fmt: skip
+        r = hold.request
+        await self.audit.append(
+            AuditRecord(kind=Kind.LINK, request_id=r.request_id, agent=r.agent, method=r.method,
+                        host=r.host, path=r.path, rule=hold.rule, decided_by=by,
+                        channel=channel_label("link", manual_channel(maker.name)),
+                        reason=f"signed link for {audience}", hold_id=hold.id,
+                        detail={"audience": audience, "expires_at": math.floor(hold.deadline)})
+        )  # fmt: skip
         log.info("hold %s: %s made a signed link for %s", hold.id, by, audience)
         answer = {"review": links.review, "approve": links.approve, "deny": links.deny}
         return JSONResponse(answer | {"expires_at": math.floor(hold.deadline)})

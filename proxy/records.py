@@ -19,6 +19,7 @@ class Kind:
     GRANT = "grant"
     POLICY = "policy"
     CHANNEL = "channel"  # a remote channel told (or failed to tell) about a hold
+    LINK = "link"  # an operator made a signed link for someone to decide a hold
 
 
 @dataclass(frozen=True, slots=True)

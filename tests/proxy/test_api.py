@@ -630,7 +630,10 @@ async def test_a_signed_link_is_made_for_a_named_person(core: Core, api: httpx.A
         "bob@example.com",
         "manual:alice",
     )
-    assert hold.pending and core.audit.records == []  # making a link decides nothing
+    assert hold.pending  # making a link decides nothing, but who made it for whom is kept
+    (made,) = core.audit.records
+    assert (made.kind, made.decided_by, made.channel, made.reason, made.hold_id) == (
+        "link", "person:alice", "link:manual:alice", "signed link for bob@example.com", hold.id)  # fmt: skip
     again = (await api.post(f"/v1/holds/{hold.id}/link", json={"for": "bob@example.com"})).json()
     assert again["review"] != links["review"]  # each link is its own single use
     document = (await api.get("/openapi.json")).json()
