@@ -140,6 +140,9 @@ def topology_problems(doc: Doc) -> list[str]:
     bypass = {h.strip() for h in str(env.get("NO_PROXY", "")).split(",")}
     if not bypass <= {"localhost", "127.0.0.1", "::1", ""}:
         problems.append(f"NO_PROXY lets traffic bypass the gate: {env.get('NO_PROXY')}")
+    secrets = set(interlock.get("environment", {})) & set(env)
+    if secrets:
+        problems.append(f"the agent gets the channels' secrets: {', '.join(sorted(secrets))}")
     if agent.get("depends_on", {}).get("interlock", {}).get("condition") != "service_healthy":
         problems.append("the agent should start once Interlock is healthy")
     return problems
@@ -209,6 +212,9 @@ BROKEN: dict[str, Callable[[Doc], None]] = {
     "agent may route": _set("services.agent.cap_add", ["NET_ADMIN"]),
     "agent bypasses the proxy": _set("services.agent.environment.NO_PROXY", "*"),
     "agent proxy elsewhere": _set("services.agent.environment.HTTPS_PROXY", "http://evil:8080"),
+    "agent gets the Slack token": _set(
+        "services.agent.environment.SLACK_BOT_TOKEN", "${SLACK_BOT_TOKEN:-}"
+    ),
     "policy writable": lambda d: d["services"]["interlock"]["volumes"].__setitem__(
         2, "./policy.yaml:/etc/interlock/policy.yaml"
     ),
