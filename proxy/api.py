@@ -6,11 +6,9 @@ import asyncio
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -25,6 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policies.durations import parse_duration
+from proxy.apidoc import ROUTES, openapi_document
+from proxy.apistream import EventStream
 from proxy.audit import MAX_QUERY_LIMIT, AuditError
 from proxy.channels.base import channel_label
 from proxy.channels.links import LinkSigner, check_audience, manual_channel
@@ -148,86 +148,6 @@ def _client_allowed(
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address in network for network in allow)
-
-
-class EventStream(Response):
-    """Server-sent events from the bus until the client leaves, the server stops or we fall behind.
-
-    Written against ASGI directly: a generator in a StreamingResponse would not notice either end.
-    """
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self,
-        events: EventBus,
-        last_id: int | None,
-        shutdown: asyncio.Event,
-        keepalive: float,
-        id_base: int,
-    ) -> None:
-        self.events, self.shutdown, self.keepalive, self.id_base = (
-            events, shutdown, keepalive, id_base
-        )  # fmt: skip
-        self.last_id = None if last_id is None else last_id - id_base  # as the bus counts
-        self.status_code, self.background = 200, None
-        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    def _backlog(self) -> tuple[list[bytes], int]:
-        """What to send before live events: missed history, or `resync` when it is gone.
-
-        An id from before a restart is below `id_base`, so it asks for history that is gone.
-        """
-        last = self.events.last_id
-        if self.last_id is None:
-            return [], last
-        missed = self.events.since(self.last_id) if 0 <= self.last_id <= last else None
-        if missed is None:
-            data = {"last_id": self.id_base + last, "detail": "events were missed; re-read holds"}
-            return [self._frame(last, "resync", data)], last
-        return [self._frame(e.id, e.type, e.data) for e in missed], last
-
-    def _frame(self, event_id: int, event_type: str, data: Any) -> bytes:
-        wire_id = self.id_base + event_id
-        return f"id: {wire_id}\nevent: {event_type}\ndata: {json.dumps(data)}\n\n".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with self.events.subscribe() as queue:
-            backlog, sent = self._backlog()
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            for chunk in [b": connected\n\n", *backlog]:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            stop = [
-                asyncio.ensure_future(_disconnected(receive)),
-                asyncio.ensure_future(self.shutdown.wait()),
-            ]
-            nxt: asyncio.Future[Any] | None = None
-            try:
-                while True:
-                    nxt = nxt or asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait(
-                        [nxt, *stop], timeout=self.keepalive, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if any(task in done for task in stop):
-                        break
-                    chunk = b": keep-alive\n\n"
-                    if nxt in done:
-                        event, nxt = nxt.result(), None
-                        if event is None:  # dropped for falling behind: the client resumes
-                            break
-                        if event.id <= sent:
-                            continue
-                        chunk, sent = self._frame(event.id, event.type, event.data), event.id
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            finally:
-                for task in [*stop, *([nxt] if nxt else [])]:
-                    task.cancel()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -498,113 +418,6 @@ class Handlers:
         by, channel = self._who(request)
         await self.lockdown.set(on, by, channel, _optional_str(body, "reason"))
         return JSONResponse(self.lockdown.to_json())
-
-
-# (method, path, handler, summary, answers); the OpenAPI document is built from the same table.
-ROUTES: tuple[tuple[str, str, str, str, str], ...] = (
-    ("GET", "/healthz", "healthz", "Liveness and audit-store health; needs no token", "200 503"),
-    ("GET", "/openapi.json", "openapi", "This document", "200"),
-    ("GET", "/v1/holds", "list_holds", "Pending holds, oldest first", "200"),
-    ("GET", "/v1/holds/{hold_id}", "get_hold", "One hold, pending or recently decided", "200 404"),
-    ("POST", "/v1/holds/{hold_id}/approve", "approve", "Approve, or vote under a quorum",
-     "200 202 404 409 503"),
-    ("POST", "/v1/holds/{hold_id}/deny", "deny", "Deny with a reason", "200 400 404 409 503"),
-    ("POST", "/v1/holds/{hold_id}/link", "create_link",
-     "Signed single-use links to decide a pending hold on the public listener",
-     "200 400 404 409"),
-    ("GET", "/v1/events", "stream_events", "Server-sent events; resumes after Last-Event-ID",
-     "200 400"),
-    ("GET", "/v1/requests", "list_requests", "The audit log, newest first, paged by seq",
-     "200 400"),
-    ("GET", "/v1/requests/{request_id}", "request_trail", "Every audit row of one request",
-     "200 404"),
-    ("GET", "/v1/rules/{rule}/stats", "rule_stats", "How a rule's requests ended", "200"),
-    ("POST", "/v1/policy/reload", "reload", "Re-read the policy files", "200 422"),
-    ("GET", "/v1/grants", "list_grants", "Active grants", "200"),
-    ("DELETE", "/v1/grants/{grant_id}", "revoke_grant", "Revoke a grant", "200 404"),
-    ("GET", "/v1/lockdown", "get_lockdown", "Whether lockdown is on", "200"),
-    ("POST", "/v1/lockdown", "set_lockdown", "Switch lockdown on or off", "200 400"),
-)  # fmt: skip
-
-
-def openapi_document(version: str) -> dict[str, Any]:
-    """An OpenAPI 3.1 description of every route, built from `ROUTES`."""
-    error_schema = {
-        "type": "object",
-        "required": ["error", "detail"],
-        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-    }
-    reason = {"type": "object", "properties": {"reason": {"type": "string"}}}
-    bodies: dict[str, dict[str, Any]] = {
-        "approve": reason,
-        "deny": reason | {"required": ["reason"]},
-        "create_link": {
-            "type": "object",
-            "required": ["for"],
-            "properties": {"for": {"type": "string", "description": "who decides through it"}},
-        },
-        "set_lockdown": {
-            "type": "object",
-            "required": ["on"],
-            "properties": {"on": {"type": "boolean"}, "reason": {"type": "string"}},
-        },
-    }
-    query: dict[str, list[tuple[str, str]]] = {
-        "list_requests": [
-            ("since", "epoch seconds, or a duration ago such as 2h"),
-            ("until", "epoch seconds, or a duration ago such as 30m"),
-            ("agent", "agent name"), ("host", "destination host"),
-            ("outcome", "allowed, denied, approved, ..."), ("rule", "rule name"),
-            ("limit", f"rows per page, 1 to {MAX_LIMIT} (default 100)"),
-            ("before", "seq from the previous page's `next`"),
-        ],
-        "stream_events": [("last_event_id", "like the Last-Event-ID header")],
-    }  # fmt: skip
-    paths: dict[str, dict[str, Any]] = {}
-    for method, path, name, summary, answers in ROUTES:
-        params = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in _PATH_PARAM.findall(path)
-        ] + [
-            {"name": q, "in": "query", "description": d, "schema": {"type": "string"}}
-            for q, d in query.get(name, [])
-        ]
-        responses = {
-            code: {"description": HTTPStatus(int(code)).phrase}
-            | ({} if code.startswith("2") else {"content": _json(error_schema)})
-            for code in answers.split()
-        }
-        operation: dict[str, Any] = {
-            "operationId": name,
-            "summary": summary,
-            "responses": responses,
-        }
-        if params:
-            operation["parameters"] = params
-        if name in bodies:
-            operation["requestBody"] = {
-                "required": name != "approve",
-                "content": _json(bodies[name]),
-            }
-        if name == "healthz":
-            operation["security"] = []
-        else:
-            responses |= {"401": {"description": "missing or invalid operator token"}}
-        paths.setdefault(path, {})[method.lower()] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Interlock control API", "version": version},
-        "paths": paths,
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
-    }
-
-
-_PATH_PARAM = re.compile(r"{(\w+)}")
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
