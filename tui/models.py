@@ -74,6 +74,7 @@ class HoldView:
     host_grant_allowed: bool
     # Remote channels told about it: (name, state, error); delivered/retrying/failed/scheduled.
     channels: tuple[tuple[str, str, str], ...] = ()
+    voters: tuple[str, ...] = ()  # who approved so far, under a quorum
 
     @property
     def pending(self) -> bool:
@@ -119,6 +120,7 @@ class HoldView:
             grantable=bool(data.get("grantable", False)),
             host_grant_allowed=bool(data.get("host_grant_allowed", False)),
             channels=_channels(data.get("channels")),
+            voters=tuple(str(v.get("by")) for v in data.get("votes") or () if isinstance(v, dict)),
         )
 
 

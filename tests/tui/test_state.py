@@ -84,3 +84,17 @@ def test_a_hold_shows_each_channel_and_its_error() -> None:
     console.print(channels_line(view, palette))
     text = console.export_text()
     assert "ops-slack delivered · ops-webhook failed (HTTP 500) · pager scheduled" in text
+
+
+def test_a_quorum_hold_says_who_approved_so_far() -> None:
+    from rich.console import Console
+
+    from tui.widgets.hold_detail import DetailView, render_head
+
+    view = hold(1, approvals_needed=2, votes=[{"by": "person:slack:U0ALICE", "channel": "slack:ops",
+                                               "at": 1.0}])  # fmt: skip
+    assert view.voters == ("person:slack:U0ALICE",)
+    palette = {"error": "red", "warning": "yellow"}
+    console = Console(width=200, record=True)
+    console.print(render_head(DetailView(view, now=view.created_at, history=""), palette))
+    assert "1 of 2 approvals (person:slack:U0ALICE)" in console.export_text()

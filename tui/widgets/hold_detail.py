@@ -97,6 +97,8 @@ def render_head(view: DetailView, palette: Mapping[str, str]) -> RenderableType:
         facts.append(" · client gone (it stopped waiting)", style=palette["error"])
     if hold.approvals_needed > 1:
         facts.append(f" · {hold.votes} of {hold.approvals_needed} approvals")
+        if hold.voters:
+            facts.append(f" ({', '.join(hold.voters)})")
     rule = Text()
     rule.append("rule ", style="dim")
     rule.append(hold.rule or "(host rule)", style="bold")
