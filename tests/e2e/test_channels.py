@@ -39,6 +39,14 @@ rules:
     respond_pending_after: 25s
     notify: [ops-hook, dead-hook]
     match: {{method: POST, path: /deploy/**}}
+  - name: hold-escalate
+    action: hold
+    reason: Nobody on the first channel answers in time.
+    timeout: 30s
+    respond_pending_after: 25s
+    notify: [dead-hook]
+    escalate: [{{after: 1s, notify: [ops-hook]}}]
+    match: {{method: POST, path: /escalate/**}}
   - name: hold-payout
     action: hold
     reason: Payouts need two people.
@@ -202,3 +210,23 @@ async def test_the_public_url_by_name_is_refused_before_any_connection(
         assert refused["outcome"] == "denied" and "own" in refused["reason"]
     finally:
         await running.interlock.stop()
+
+
+async def test_escalation_tells_the_next_channel_after_its_delay(
+    running: Running, hook: Hook
+) -> None:
+    async with running.client() as agent:
+        held = asyncio.create_task(agent.post(running.url("/escalate/1"), content=b"{}"))
+        (hold,) = await wait_for_hold(running)
+        async with running.api() as api:
+            shown = (await api.get(f"/v1/holds/{hold['id']}")).json()
+        assert shown["channels"]["ops-hook"]["state"] == "scheduled"
+        assert not any(e["hold"]["id"] == hold["id"] for e in hook.events)  # not yet
+        created = await hook.wait_for("hold.created", hold["id"], timeout=5)
+        assert created["escalated"] is True and created["links"] is not None
+        assert created["sent_at"] >= int(hold["created_at"] + 1)  # whole seconds: not before
+        answer = await decide_by_link(created["links"]["approve"], "approve")
+        assert answer.status_code == 200
+        assert (await held).status_code == 200
+    decided = await hook.wait_for("hold.decided", hold["id"])
+    assert decided["hold"]["decided_by"] == "person:link:ops-hook"

@@ -15,6 +15,7 @@ import pytest
 
 import proxy.channels.slack_blocks as kit
 from tests.e2e.conftest import Running, Tls, start_interlock
+from tests.e2e.test_channels import CSRF_FIELD
 from tests.e2e.test_gate import rows, wait_for_hold
 from tests.e2e.upstream import Upstream
 from tests.e2e.webhooks import HOOK_SECRET, Hook
@@ -182,6 +183,30 @@ async def test_a_decision_in_the_cli_updates_the_slack_message_without_buttons(
     await slack.ack(await slack.push(slack.click(ALICE, channel, ts, kit.APPROVE_ACTION)))
     await until(lambda: slack.ephemerals)
     assert "already decided" in slack.ephemerals[-1]["text"]
+
+
+async def test_a_denial_through_a_link_shows_in_slack_and_the_webhook(
+    socket_gate: Running, slack: FakeSlack, hook: Hook
+) -> None:
+    async with socket_gate.client() as agent, socket_gate.api() as api:
+        held, hold = await held_on_slack(socket_gate, slack, agent, "/deploy/6")
+        made = (await api.post(f"/v1/holds/{hold['id']}/link", json={"for": "bob"})).json()
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as phone:
+            page = await phone.get(made["deny"])
+            csrf = CSRF_FIELD.search(page.text)
+            assert page.status_code == 200 and csrf is not None
+            form = {"csrf": csrf.group(1), "action": "deny", "reason": "Not on a Friday."}
+            answer = await phone.post(made["review"], data=form)
+        assert answer.status_code == 200
+        response = await held
+    assert response.status_code == 403 and "Not on a Friday." in response.json()["reason"]
+    channel, ts, _ = posted(slack)
+    await until(lambda: not slack.buttons(slack.messages[(channel, ts)]))
+    shown = slack.text_of(slack.messages[(channel, ts)])
+    assert "Denied" in shown and "person:link:bob" in shown and "Not on a Friday." in shown
+    decided = await hook.wait_for("hold.decided", hold["id"])
+    assert decided["hold"]["decided_by"] == "person:link:bob"
+    assert decided["hold"]["channel"] == "link:manual:admin"
 
 
 async def test_a_quorum_takes_one_vote_in_slack_and_one_from_an_operator(
