@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import Running, Tls, policy_text, start_interlock
+from tests.e2e.upstream import Upstream
+from tests.e2e.webhooks import closed_port
 from tests.tui.helpers import decisions_sent, live_app, queue, rows, type_text, until
 from tui.modals.deny_modal import DenyModal
 from tui.modals.remember_modal import RememberModal
@@ -126,3 +129,38 @@ async def test_keys_act_on_the_hold_shown_by_id_when_rows_shift(gate: Running) -
         assert (await calls[2]).status_code == 200
     paths = gate.upstream.paths()
     assert "/deploy/b" in paths and "/deploy/c" in paths and "/deploy/a" not in paths
+
+
+async def test_a_channel_that_cannot_be_reached_shows_under_the_hold(
+    tmp_path: Path, tls: Tls, upstream: Upstream
+) -> None:
+    secret = tmp_path / "hook.secret"
+    secret.write_text("whsec-tui-0123456789")
+    dead = closed_port()
+    channels = f"""channels:
+  pager: {{type: webhook, url: "http://127.0.0.1:{dead}/hook", secret: {{file: {secret}}}}}
+"""
+    policy = policy_text().replace("rules:", channels + "rules:", 1)
+    policy = policy.replace("    match: {method: POST, path: /deploy/**}",
+                            "    notify: [pager]\n    match: {method: POST, path: /deploy/**}")  # fmt: skip
+    running = await start_interlock(tmp_path, tls, upstream, policy)
+    app = live_app(running)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot, running.client() as agent:
+            call = held(agent, running, "/deploy/9")
+            await until(pilot, lambda: len(rows(app)) == 1, "the held request's row")
+            await until(
+                pilot,
+                lambda: any("Channel pager failed, retrying" in str(n.message)
+                            for n in app._notifications),
+                "the channel failure notice",
+            )  # fmt: skip
+            hold = app.book.pending()[0]
+            await until(pilot, lambda: app.book.get(hold.id).channels, "the hold's channel status")  # type: ignore[union-attr]
+            ((name, state, error),) = app.book.get(hold.id).channels  # type: ignore[union-attr]
+            assert (name, state) == ("pager", "retrying") and f"127.0.0.1:{dead}" in error
+            await pilot.press("a")  # the dead channel holds nothing up
+            await decisions_sent(pilot)
+            assert (await call).status_code == 200
+    finally:
+        await running.interlock.stop()
