@@ -220,9 +220,12 @@ class ChannelHub:
         running = self._running.get(name)
         if self.links is None or running is None or not running.notifier.wants_links:
             return notice
-        links = self.links.mint(
-            notice.hold_id, audience=name, channel=name, expires_at=float(notice.hold["deadline"])
-        )
+        try:
+            links = self.links.mint(notice.hold_id, audience=name, channel=name,
+                                    expires_at=float(notice.hold["deadline"]))  # fmt: skip
+        except Exception as exc:  # the channel is still told, without links
+            log.error("interlock: no signed links for %s on hold %s: %s", name, notice.hold_id, exc)
+            return notice
         return Notice(notice.event, notice.hold, links, notice.escalated)
 
     # -- delivering ---------------------------------------------------------------------------

@@ -218,3 +218,15 @@ async def test_a_reload_keeps_unchanged_channels_and_closes_removed_ones(rig: Ri
     assert "not configured" in hold.channels["slack"]["error"]
     assert rig.channels["hook"].events() == ["hold.created", "hold.decided"]
     assert rig.channels["hook"].started == 1
+
+
+class BrokenLinks:
+    def mint(self, hold_id: str, *, audience: str, channel: str, expires_at: float) -> Links:
+        raise RuntimeError("signed links need the public listener's URL, which is not set")
+
+
+async def test_a_channel_is_told_without_links_when_none_can_be_made(rig: Rig) -> None:
+    rig.hub.links = BrokenLinks()
+    await rig.hold(HoldSettings(timeout=60, notify=("hook",)))
+    await until(lambda: rig.channels["hook"].told)
+    assert rig.channels["hook"].told[0].links is None
