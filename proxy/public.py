@@ -106,16 +106,24 @@ class LinkPages:
             raise HTTPException(404)
         return await self.slack.handle(request)
 
-    # -- GET: show, never change ----------------------------------------------------------------
-
-    async def show(self, request: Request) -> Response:
-        token = request.path_params["token"]
+    def _claim_and_hold(self, token: str) -> tuple[LinkClaim, Hold] | Response:
+        """The link's claim and its pending hold, or the page saying why there is none."""
         claim = self._verify(token)
         if isinstance(claim, Response):
             return claim
         hold = self._hold(claim)
         if isinstance(hold, Response):
             return hold
+        return claim, hold
+
+    # -- GET: show, never change ----------------------------------------------------------------
+
+    async def show(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        found = self._claim_and_hold(token)
+        if isinstance(found, Response):
+            return found
+        claim, hold = found
         action = request.query_params.get("action")  # preselects a button; trusted for nothing
         return self._form(hold, claim, token, request, action if action in ACTIONS else None)
 
@@ -190,12 +198,10 @@ class LinkPages:
 
     async def decide(self, request: Request) -> Response:
         token = request.path_params["token"]
-        claim = self._verify(token)
-        if isinstance(claim, Response):
-            return claim
-        hold = self._hold(claim)
-        if isinstance(hold, Response):
-            return hold
+        found = self._claim_and_hold(token)
+        if isinstance(found, Response):
+            return found
+        claim, hold = found
         form = await _form_fields(request)
         refusal = self._csrf_refusal(request, token, form.get("csrf", ""))
         if refusal is not None:

@@ -17,7 +17,7 @@ from tests.e2e.conftest import Running, Tls, start_interlock
 from tests.e2e.test_gate import rows, wait_for_hold
 from tests.e2e.upstream import Upstream
 from tests.e2e.webhooks import HOOK_SECRET as SECRET
-from tests.e2e.webhooks import Hook, closed_port
+from tests.e2e.webhooks import Hook, channel_status, closed_port
 
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 POLICY = """version: 1
@@ -114,11 +114,7 @@ async def test_a_dead_channel_is_reported_and_does_not_stop_the_others(
         (hold,) = await wait_for_hold(running)
         await hook.wait_for("hold.created", hold["id"])
         async with running.api() as api:
-            for _ in range(200):
-                shown = (await api.get(f"/v1/holds/{hold['id']}")).json()
-                if shown["channels"].get("dead-hook", {}).get("state") == "retrying":
-                    break
-                await asyncio.sleep(0.05)
+            shown = await channel_status(api, hold["id"], "dead-hook", "retrying")
             assert shown["state"] == "pending"
             assert shown["channels"]["ops-hook"]["state"] == "delivered"
             assert "127.0.0.1" in shown["channels"]["dead-hook"]["error"]

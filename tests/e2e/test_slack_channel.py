@@ -18,7 +18,7 @@ from tests.e2e.conftest import Running, Tls, start_interlock
 from tests.e2e.test_channels import CSRF_FIELD
 from tests.e2e.test_gate import rows, wait_for_hold
 from tests.e2e.upstream import Upstream
-from tests.e2e.webhooks import HOOK_SECRET, Hook
+from tests.e2e.webhooks import HOOK_SECRET, Hook, channel_status
 from tests.proxy.channels.fakeslack import FakeSlack
 
 ALICE, BOB, MALLORY = "U0ALICE", "U0BOB", "U0MALLORY"
@@ -268,12 +268,7 @@ async def test_slack_refusing_the_token_is_reported_and_the_hold_still_waits(
             (hold,) = await wait_for_hold(running)
             await hook.wait_for("hold.created", hold["id"])
             async with running.api() as api:
-                for _ in range(200):
-                    shown = (await api.get(f"/v1/holds/{hold['id']}")).json()
-                    if shown["channels"].get("ops-slack", {}).get("state") == "failed":
-                        break
-                    await asyncio.sleep(0.05)
-                assert shown["channels"]["ops-slack"]["state"] == "failed", shown["channels"]
+                shown = await channel_status(api, hold["id"], "ops-slack", "failed")
                 assert shown["state"] == "pending"
                 await api.post(f"/v1/holds/{hold['id']}/approve", json={})
             assert (await held).status_code == 200

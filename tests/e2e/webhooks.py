@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -64,3 +65,15 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def channel_status(
+    api: httpx.AsyncClient, hold_id: str, channel: str, state: str, timeout: float = 10
+) -> dict[str, Any]:
+    """The hold as the API shows it, once `channel` has reached `state` on it."""
+    async with asyncio.timeout(timeout):
+        while True:
+            shown: dict[str, Any] = (await api.get(f"/v1/holds/{hold_id}")).json()
+            if shown["channels"].get(channel, {}).get("state") == state:
+                return shown
+            await asyncio.sleep(0.05)

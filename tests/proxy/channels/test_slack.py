@@ -98,18 +98,6 @@ async def running_fake() -> AsyncIterator[FakeSlack]:
         await slack.close()
 
 
-@pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    async with running_core(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with running_fake() as running:
-        yield running
-
-
 def slack_channel(
     fake: FakeSlack,
     *,

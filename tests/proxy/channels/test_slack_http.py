@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,8 +24,6 @@ from tests.proxy.channels.test_slack import (
     SIGNING_SECRET,
     Core,
     environ,
-    running_core,
-    running_fake,
     slack_channel,
     until,
 )
@@ -69,18 +66,6 @@ def test_anything_else_does_not_verify(
     secret: str, timestamp: str, body: bytes, signature: str, now: float
 ) -> None:
     assert not verify(secret, timestamp, body, signature, now=now)
-
-
-@pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    async with running_core(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with running_fake() as running:
-        yield running
 
 
 @pytest.fixture
