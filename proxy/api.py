@@ -279,7 +279,7 @@ class Handlers:
                 facts = {k: current.to_json()[k] for k in facts}
             return error(exc.status, "already_decided", str(exc), **facts)
         except HoldError as exc:
-            code = {404: "not_found"}.get(exc.status, "invalid_decision")
+            code = {404: "not_found", 422: "already_voted"}.get(exc.status, "invalid_decision")
             return error(exc.status, code, str(exc))
         if hold.pending:
             needed = hold.settings.approvals

@@ -15,7 +15,7 @@ ROUTES: tuple[tuple[str, str, str, str, str], ...] = (
     ("GET", "/v1/holds", "list_holds", "Pending holds, oldest first", "200"),
     ("GET", "/v1/holds/{hold_id}", "get_hold", "One hold, pending or recently decided", "200 404"),
     ("POST", "/v1/holds/{hold_id}/approve", "approve", "Approve, or vote under a quorum",
-     "200 202 404 409 503"),
+     "200 202 404 409 422 503"),
     ("POST", "/v1/holds/{hold_id}/deny", "deny", "Deny with a reason", "200 400 404 409 503"),
     ("POST", "/v1/holds/{hold_id}/link", "create_link",
      "Signed single-use links to decide a pending hold on the public listener",

@@ -44,6 +44,13 @@ class HoldAlreadyDecided(HoldError):
         self.hold = hold  # the final outcome, so a channel can show who won
 
 
+class AlreadyVoted(HoldError):
+    """The same person approving again under a quorum: refused, the hold still pending (409 is
+    kept for holds that already have their final outcome)."""
+
+    status = 422
+
+
 class TooManyHolds(HoldError):
     status = 429
 
@@ -322,7 +329,7 @@ class HoldQueue:
             speaks_for = frozenset({by, *people})
             for vote in hold.votes:
                 if twice := sorted(vote.people & speaks_for):
-                    raise HoldAlreadyDecided(
+                    raise AlreadyVoted(
                         f"{twice[0]} already approved hold {hold_id}"
                         + (f" (as {vote.by})" if vote.by != twice[0] else "")
                         + "; the same person cannot count twice"

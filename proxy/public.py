@@ -33,7 +33,14 @@ from proxy.channels.links import (
     people_behind,
 )
 from proxy.channels.links import new_csrf_cookie as new_cookie
-from proxy.holds import Hold, HoldAlreadyDecided, HoldError, HoldNotFound, HoldQueue
+from proxy.holds import (
+    AlreadyVoted,
+    Hold,
+    HoldAlreadyDecided,
+    HoldError,
+    HoldNotFound,
+    HoldQueue,
+)
 from proxy.outcomes import Outcome
 
 log = logging.getLogger(__name__)
@@ -249,10 +256,10 @@ class LinkPages:
                 reason=reason or None,
                 people=people_behind(claim) if not shared else (),
             )
-        except HoldAlreadyDecided as exc:
-            if hold.state is Outcome.PENDING:  # this person already voted: the link may still deny
-                self.links.refund(claim)
-                return _page(link_page.notice("Already approved", str(exc), reopen=token), 409)
+        except AlreadyVoted as exc:  # this person already voted: the link may still deny
+            self.links.refund(claim)
+            return _page(link_page.notice("Already approved", str(exc), reopen=token), 422)
+        except HoldAlreadyDecided:
             text = f"Already decided: {link_page.decision_text(hold.to_json())}."
             return _page(link_page.notice("Already decided", text), 409)
         except HoldNotFound:

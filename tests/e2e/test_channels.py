@@ -155,7 +155,7 @@ async def test_a_quorum_needs_two_named_people_whatever_the_channel(
         assert [v["by"] for v in vote["hold"]["votes"]] == ["person:link:bob"]
         # ...and as admin, who made it: admin cannot approve again in person.
         again = await admin.post(f"/v1/holds/{hold['id']}/approve", json={})
-        assert again.status_code == 409 and "person:admin already approved" in again.text
+        assert again.status_code == 422 and "person:admin already approved" in again.text
         assert not held.done()
         headers = {"Authorization": f"Bearer {carol}"}
         second = await admin.post(f"/v1/holds/{hold['id']}/approve", json={}, headers=headers)

@@ -329,10 +329,11 @@ async def test_quorum_vote_is_202_then_the_last_approval_is_200(core: Core) -> N
         assert vote.json()["votes"] == 1 and vote.json()["needed"] == 2
         assert vote.json()["hold"]["state"] == "pending" and not hold.done.done()
         again = await alice.post(f"/v1/holds/{hold.id}/approve")
-        assert (
-            again.status_code == 409 and "person:alice already approved" in again.json()["detail"]
-        )
+        assert (again.status_code, again.json()["error"]) == (422, "already_voted")
+        assert "person:alice already approved" in again.json()["detail"]
         final = await bob.post(f"/v1/holds/{hold.id}/approve")
+        late = await alice.post(f"/v1/holds/{hold.id}/approve")  # 409 once it is final
+    assert (late.status_code, late.json()["error"]) == (409, "already_decided")
     assert final.status_code == 200 and final.json()["state"] == "approved"
     assert [v["by"] for v in final.json()["votes"]] == ["person:alice"]
     assert hold.done.result() is Outcome.APPROVED

@@ -6,7 +6,7 @@ import pytest
 
 from policies.model import Action, Decision, HoldSettings
 from proxy.events import EventBus
-from proxy.holds import HeldRequest, HoldAlreadyDecided, HoldNotFound, HoldQueue
+from proxy.holds import AlreadyVoted, HeldRequest, HoldNotFound, HoldQueue
 from proxy.outcomes import Outcome
 from proxy.records import AuditRecord
 
@@ -49,7 +49,7 @@ async def test_a_quorum_counts_the_people_behind_a_vote_not_the_names_it_came_un
     await queue.decide(hold.id, approve=True, by="person:link:bob", channel="link:manual:alice",
                        people=["person:bob", "person:alice"])  # fmt: skip
     for by, people in [("person:alice", []), ("person:slack:U0BOB", ["person:bob"])]:
-        with pytest.raises(HoldAlreadyDecided, match="cannot count twice"):
+        with pytest.raises(AlreadyVoted, match="cannot count twice"):
             await queue.decide(hold.id, approve=True, by=by, channel="x", people=people)
     assert hold.pending and [sorted(v.people) for v in hold.votes] == [
         ["person:alice", "person:bob", "person:link:bob"]]  # fmt: skip

@@ -278,7 +278,7 @@ async def test_a_quorum_takes_links_for_different_people(public: Public) -> None
         assert "Your approval was counted: 1 of 2 approvals." in first.text and hold.pending
         again = public.link(hold, "alice")
         twice = await submit(client, again, "approve")
-        assert twice.status_code == 409 and "already approved" in twice.text
+        assert twice.status_code == 422 and "already approved" in twice.text
         assert public.links.verify(again.rsplit("/", 1)[1])  # not spent: alice may still deny
         second = await submit(client, public.link(hold, "bob"), "approve")
     assert second.status_code == 200 and "Approved — the request was released." in second.text
