@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from proxy.auditchain import COLUMNS, INSERT_SQL, AuditError, ChainHead, chain_rows
+from proxy.auditchain import COLUMNS, INSERT_SQL, STORED, AuditError, ChainHead, chain_rows
 from proxy.auditchain import encode_record as _encode
 from proxy.auditkeys import SignedHead, SigningKey
 from proxy.auditreads import MAX_QUERY_LIMIT, StoreReads
@@ -52,7 +52,7 @@ def _write_batch(
     try:
         head = ChainHead.read(conn)
         rows = chain_rows(head, params)
-        conn.executemany(INSERT_SQL, rows)
+        _insert(conn, rows)
         if not wanted():
             conn.execute("ROLLBACK")
             return None
@@ -62,6 +62,22 @@ def _write_batch(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows with one statement per `_ROWS_PER_INSERT`: `executemany` steps (and hands the
+    GIL over to the event loop and back) once per row."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        sql = _MULTI_INSERT.get(len(chunk))
+        if sql is None:
+            sql = _MULTI_INSERT[len(chunk)] = INSERT_SQL + f", {_ROW_MARKS}" * (len(chunk) - 1)
+        conn.execute(sql, [value for row in chunk for value in row])
+
+
+_ROWS_PER_INSERT = 32  # 32 rows of STORED columns stay under any SQLite's bound-variable limit
+_ROW_MARKS = f"({', '.join('?' * len(STORED))})"
+_MULTI_INSERT: dict[int, str] = {}
 
 
 @dataclass(slots=True)
@@ -115,6 +131,7 @@ class AuditStore(StoreReads):
         self._db, self._reader, self._options = db, reader, options
         self._commit_timeout, self._batch_max = options.commit_timeout, options.batch_max
         self._redactor = options.redactor
+        self._loop = asyncio.get_running_loop()
         self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
         self._enqueued = self._settled = self._failed = self._commits = 0
@@ -209,13 +226,22 @@ class AuditStore(StoreReads):
         """Record one row and return its seq once its transaction has committed."""
         waiter = self._enqueue(record, wait=True)
         assert waiter is not None
+        # A timer rather than `asyncio.wait_for`, which costs a task's worth of work per row.
+        timer = waiter.get_loop().call_later(self._commit_timeout, self._time_out, waiter)
         try:
-            return await asyncio.wait_for(waiter, self._commit_timeout)
-        except TimeoutError:
-            raise AuditError(
-                f"audit write timed out after {self._commit_timeout:g} s "
-                f"(database {self.path} locked or writer stalled)"
-            ) from None
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _time_out(self, waiter: asyncio.Future[int]) -> None:
+        """The waiter gave up: its row is never written (the writer skips settled waiters)."""
+        if not waiter.done():
+            waiter.set_exception(
+                AuditError(
+                    f"audit write timed out after {self._commit_timeout:g} s "
+                    f"(database {self.path} locked or writer stalled)"
+                )
+            )
 
     def append_nowait(self, record: AuditRecord) -> None:
         """Queue a row without waiting; a failure to write it is logged, not raised."""
@@ -261,7 +287,7 @@ class AuditStore(StoreReads):
     def _enqueue(self, record: AuditRecord, *, wait: bool) -> asyncio.Future[int] | None:
         self._check_writer()
         params = _encode(record, self._redactor)
-        waiter = asyncio.get_running_loop().create_future() if wait else None
+        waiter = self._loop.create_future() if wait else None
         self._queue.append(_Entry(params, waiter))
         self._enqueued += 1
         self._wakeup.set()

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from json.encoder import encode_basestring_ascii
+from operator import attrgetter
 from typing import Any
 
 from proxy.records import AuditRecord
@@ -34,6 +37,19 @@ _SORTED_NAMES = tuple(HASHED[i] for i in _SORTED)
 # Made once: `json.dumps` with options builds a new encoder on every call.
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _STORED_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+# `row_hash` writes the canonical object itself: each key's `{"name":` or `,"name":` prefix, in
+# sorted order, with the index of its value; the same bytes as `_CANONICAL`, in half the time.
+_CANONICAL_KEYS = tuple(
+    (("{" if n == 0 else ",") + encode_basestring_ascii(HASHED[i]) + ":", i)
+    for n, i in enumerate(_SORTED)
+)
+_RECORD_VALUES = attrgetter(*COLUMNS)
+_HEADERS_AT, _DETAIL_AT, _AT_AT = (COLUMNS.index(c) for c in ("headers", "detail", "at"))
+_TEXT_AT = tuple(COLUMNS.index(c) for c in _TEXT_COLUMNS)
+_INTEGER_AT = tuple(COLUMNS.index(c) for c in COLUMNS if c in INTEGER_COLUMNS)
+# The columns the store's safety-net redaction rewrites, and how (see `encode_record`).
+_REDACTED_TEXT_AT = tuple(COLUMNS.index(c) for c in ("query", "reason"))
+_REDACTED_SHAPES_AT = tuple(COLUMNS.index(c) for c in ("path", "body_preview"))
 
 
 def _version() -> str:
@@ -57,8 +73,31 @@ def canonical(document: Mapping[str, Any]) -> bytes:
 
 def row_hash(values: Sequence[Any]) -> str:
     """The hash of one row, given the values of its HASHED columns in that order."""
-    document = dict(zip(_SORTED_NAMES, [values[i] for i in _SORTED], strict=True))
-    return hashlib.sha256(_CANONICAL.encode(document).encode()).hexdigest()  # keys sorted above
+    return hashlib.sha256(_canonical_row(values).encode()).hexdigest()
+
+
+def _canonical_row(values: Sequence[Any]) -> str:
+    """`canonical()` of the row's document, for the types SQLite stores (other types: the
+    general encoder)."""
+    if len(values) != len(HASHED):
+        raise ValueError(f"a row has {len(HASHED)} hashed values, not {len(values)}")
+    parts = []
+    for prefix, i in _CANONICAL_KEYS:
+        value = values[i]
+        kind = value.__class__
+        if kind is str:
+            parts.append(prefix + encode_basestring_ascii(value))
+        elif value is None:
+            parts.append(prefix + "null")
+        elif kind is int:
+            parts.append(prefix + int.__repr__(value))
+        elif kind is float and math.isfinite(value):
+            parts.append(prefix + float.__repr__(value))
+        else:  # bool, a subclass, NaN (refused there): exactly as the general encoder does
+            document = dict(zip(_SORTED_NAMES, [values[i] for i in _SORTED], strict=True))
+            return _CANONICAL.encode(document)  # keys sorted above
+    parts.append("}")
+    return "".join(parts)
 
 
 def stored_hash(row: Mapping[str, Any]) -> str:
@@ -102,29 +141,32 @@ def encode_record(
     would store them, so that the hash computed now matches the row read back later."""
     if not record.kind or not record.request_id:
         raise AuditError(f"audit row needs a kind and a request_id, got {record!r}")
-    values = {name: getattr(record, name) for name in COLUMNS}
+    values = [*_RECORD_VALUES(record), version]
     if (r := redactor) is not None:  # a second line of defence, kept cheap
-        values["headers"] = r.headers(record.headers)
-        values["detail"] = r.redact_json(record.detail)
-        text, shapes = r.redact_text, r.redact_shapes
-        for name, redact in (("query", text), ("reason", text), ("path", shapes),
-                             ("body_preview", shapes)):  # fmt: skip
-            values[name] = redact(values[name]) if values[name] else values[name]
+        values[_HEADERS_AT] = r.headers(record.headers)
+        values[_DETAIL_AT] = r.redact_json(record.detail)
+        for at in _REDACTED_TEXT_AT:
+            if values[at]:
+                values[at] = r.redact_text(values[at])
+        for at in _REDACTED_SHAPES_AT:
+            if values[at]:
+                values[at] = r.redact_shapes(values[at])
     try:
-        values["headers"] = _STORED_JSON.encode([list(h) for h in values["headers"]])
-        if values["detail"] is not None:
-            values["detail"] = _STORED_JSON.encode(values["detail"])
-        values["at"] = float(values["at"])
-        for name in _TEXT_COLUMNS:
-            value = values[name]
+        values[_HEADERS_AT] = _STORED_JSON.encode([list(h) for h in values[_HEADERS_AT]])
+        if values[_DETAIL_AT] is not None:
+            values[_DETAIL_AT] = _STORED_JSON.encode(values[_DETAIL_AT])
+        values[_AT_AT] = float(values[_AT_AT])
+        for at in _TEXT_AT:
+            value = values[at]
             if value is not None and value.__class__ is not str:
-                values[name] = str(value)
-        for name in INTEGER_COLUMNS:
-            if values[name] is not None:
-                values[name] = int(values[name])
+                values[at] = str(value)
+        for at in _INTEGER_AT:
+            value = values[at]
+            if value is not None and value.__class__ is not int:
+                values[at] = int(value)
     except (TypeError, ValueError) as exc:
         raise AuditError(f"audit row for {record.request_id} is not serialisable: {exc}") from exc
-    return (*(values[name] for name in COLUMNS), version)
+    return tuple(values)
 
 
 def append_rows(

@@ -4,6 +4,7 @@ files; and the migration that chains a version 1 database."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import sqlite3
@@ -15,7 +16,7 @@ import pytest
 
 from proxy.app import Interlock, RunSettings
 from proxy.audit import AuditError, AuditStore
-from proxy.auditchain import GENESIS, HASHED, INTERLOCK_VERSION, STORED, row_hash
+from proxy.auditchain import GENESIS, HASHED, INTERLOCK_VERSION, STORED, canonical, row_hash
 from proxy.auditkeys import (
     KEY_FILE,
     PUBLIC_KEY_FILE,
@@ -48,6 +49,24 @@ def assert_chained(found: list[dict[str, object]]) -> None:
         assert r["prev_hash"] == prev
         assert r["hash"] == row_hash([r[name] for name in HASHED])
         prev = str(r["hash"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "", "plain", 'quo"te\\back\nline\x00\x1f', "é€😀\ud800", 0, -1, 2**70, 0.1, -0.0, 1e16,
+     1e-7, True, False],
+)  # fmt: skip
+def test_row_hash_is_sha256_of_the_canonical_document(value: object) -> None:
+    values = [f"v{i}" for i in range(len(HASHED))]
+    values[3] = value
+    document = dict(zip(HASHED, values, strict=True))
+    assert row_hash(values) == hashlib.sha256(canonical(document)).hexdigest()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_row_hash_refuses_what_json_cannot_say(value: float) -> None:
+    with pytest.raises(ValueError):
+        row_hash([value] * len(HASHED))
 
 
 @pytest.fixture
