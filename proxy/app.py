@@ -307,7 +307,14 @@ class Interlock:
     # -- running ------------------------------------------------------------------------------
 
     def _publish_checkpoint(self, head: SignedHead) -> None:
-        """Publish each signed audit checkpoint on the JSON log stream, to be kept elsewhere."""
+        """Publish each signed audit checkpoint on the JSON log stream, to be kept elsewhere.
+
+        Through the gate's decision log once it exists, so lines stay in the order they happened.
+        """
+        gate = getattr(self, "gate", None)
+        if gate is not None:
+            gate.decision_log.write(head.to_json())
+            return
         stream = self.settings.decision_log or sys.stdout
         try:
             stream.write(json.dumps(head.to_json()) + "\n")
@@ -474,7 +481,10 @@ class Interlock:
             await remote.stop()
         audit = getattr(self, "audit", None)
         if audit is not None:
-            await audit.close()
+            await audit.close()  # its last signed checkpoint goes to the decision log...
+        gate = getattr(self, "gate", None)
+        if gate is not None:
+            gate.decision_log.flush()  # ...which is written out in full before we exit
         if self._lock is not None:
             self._lock.release()
             self._lock = None

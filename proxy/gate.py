@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import logging
 import secrets
 import sys
@@ -21,6 +20,7 @@ from policies.engine import Policy
 from policies.model import Action, Decision, HostAction
 from policies.request import make_request
 from proxy.audit import AuditStore
+from proxy.decisionlog import DecisionLog
 from proxy.events import EventBus
 from proxy.grants import GrantStore, exact_key
 from proxy.holds import HeldRequest, Hold, HoldError, HoldQueue
@@ -115,7 +115,8 @@ class Gate:
         self.grants = grants
         self.max_body = max_body
         self.protected = protected
-        self.decision_log = decision_log if decision_log is not None else sys.stdout
+        # One line per answer, flushed in bursts; `decision_log.flush()` at shutdown.
+        self.decision_log = DecisionLog(decision_log if decision_log is not None else sys.stdout)
         self.clock = clock
         self.events = events  # each answered request is published as `request.decided`
 
@@ -535,11 +536,7 @@ class Gate:
         }
         if self.events is not None:
             self.events.publish("request.decided", line)
-        try:
-            self.decision_log.write(json.dumps(line) + "\n")
-            self.decision_log.flush()
-        except (OSError, ValueError):
-            pass
+        self.decision_log.write(line)
 
 
 def _plain(incoming: Incoming) -> bytes | None:
