@@ -116,20 +116,22 @@ class GateAddon:
 
     def _requestheaders(self, flow: http.HTTPFlow) -> None:
         request_id = new_request_id()
-        flow.metadata["interlock_request_id"] = request_id
-        flow.metadata["interlock_started"] = time.time()
+        metadata = flow.metadata
+        metadata["interlock_request_id"] = request_id
+        metadata["interlock_started"] = time.time()
         state = self._conn(flow.client_conn)
+        headers = flow.request.headers
+        credentials, length = _header_values(headers, (b"proxy-authorization", b"content-length"))
         agent, refusal = self.identity.resolve(
-            flow.request.headers.get("Proxy-Authorization"),
-            state.credentials,
-            _ip(flow.client_conn),
+            credentials, state.credentials, _ip(flow.client_conn)
         )
-        flow.request.headers.pop("Proxy-Authorization", None)  # never forwarded upstream
-        flow.metadata["interlock_agent"] = agent
+        if credentials is not None:  # never forwarded upstream
+            headers.fields = _without(headers.fields, (b"proxy-authorization",))
+        metadata["interlock_agent"] = agent
         # A streamed body would reach the server before the decision; bodies are always read.
         flow.request.stream = False
         if refusal is None:
-            refusal = self.gate.check_size(request_id, flow.request.headers.get("content-length"))
+            refusal = self.gate.check_size(request_id, length)
         if refusal is not None:
             # Answered before the body is read; recorded without waiting, nothing leaves.
             refusal.request_id = request_id
@@ -173,18 +175,22 @@ class GateAddon:
             assert flow.response is not None
             if flow.metadata.get("interlock_answered"):
                 return  # the gate's own answer
-            # No upstream may forge the gate's own verdict.
-            flow.response.headers.pop(DECISION_HEADER, None)
-            flow.response.headers.pop(REQUEST_ID_HEADER, None)
+            headers = flow.response.headers
+            decision, request_id, length = _header_values(headers, _OWN_HEADERS)
+            fields = headers.fields
+            if decision is not None or request_id is not None:  # no upstream may forge them
+                fields = _without(fields, _OWN_HEADERS[:2])
             verdict: Verdict | None = flow.metadata.get("interlock_verdict")
             leads_others = (
                 verdict is not None and verdict.hold is not None and verdict.hold.joined > 0
             )
             if verdict is not None and verdict.forward:
                 # Set here, not in `response`: a streamed body has its headers sent already.
-                flow.response.headers[DECISION_HEADER] = verdict.outcome.value
-                flow.response.headers[REQUEST_ID_HEADER] = verdict.request_id
-            length = flow.response.headers.get("content-length")
+                fields += (
+                    (_DECISION_NAME, verdict.outcome.value.encode()),
+                    (_REQUEST_ID_NAME, verdict.request_id.encode()),
+                )
+            headers.fields = fields
             large = length is None or not length.isdigit() or int(length) > STREAM_RESPONSES_OVER
             if large and not leads_others:
                 flow.response.stream = True
@@ -244,19 +250,21 @@ class GateAddon:
     # -- helpers ------------------------------------------------------------------------------
 
     def _incoming(self, flow: http.HTTPFlow, *, with_body: bool = True) -> Incoming:
-        request = flow.request
+        request, metadata = flow.request, flow.metadata
+        headers = tuple(request.headers.items(multi=True))
+        types = [v for k, v in headers if len(k) == 12 and k.lower() == "content-type"]
         return Incoming(
-            request_id=flow.metadata.get("interlock_request_id") or new_request_id(),
-            agent=flow.metadata.get("interlock_agent") or "anonymous",
+            request_id=metadata.get("interlock_request_id") or new_request_id(),
+            agent=metadata.get("interlock_agent") or "anonymous",
             client=_client(flow.client_conn),
             method=request.method,
             scheme=request.scheme,
-            host=flow.metadata.get(HOST) or normalize_host(request.host),
+            host=metadata.get(HOST) or normalize_host(request.host),
             port=request.port,
             target=request.path,
-            headers=tuple((k, v) for k, v in request.headers.items(multi=True)),
+            headers=headers,
             body=(request.raw_content or b"") if with_body else b"",
-            content_type=request.headers.get("content-type"),
+            content_type=", ".join(types) if types else None,
         )
 
     def _fronting(self, flow: http.HTTPFlow, state: _Connection) -> str | None:
@@ -341,6 +349,30 @@ class GateAddon:
                 reason=str(flow.error) if flow.error else None,
             )
         )
+
+
+_OWN_HEADERS = (DECISION_HEADER.lower().encode(), REQUEST_ID_HEADER.lower().encode(),
+                b"content-length")  # fmt: skip
+_DECISION_NAME, _REQUEST_ID_NAME = DECISION_HEADER.encode(), REQUEST_ID_HEADER.encode()
+
+
+def _header_values(headers: http.Headers, names: tuple[bytes, ...]) -> list[str | None]:
+    """`headers.get(name)` for each of `names` (lower case), in one pass over the fields."""
+    found: list[str | None] = [None] * len(names)
+    for name, value in headers.fields:
+        lower = name.lower()
+        if lower in names:
+            at = names.index(lower)
+            text = value.decode("utf-8", "surrogateescape")
+            previous = found[at]
+            found[at] = text if previous is None else f"{previous}, {text}"  # folded, as `get`
+    return found
+
+
+def _without(
+    fields: tuple[tuple[bytes, bytes], ...], names: tuple[bytes, ...]
+) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(field for field in fields if field[0].lower() not in names)
 
 
 def _authority_host(authority: str) -> str:

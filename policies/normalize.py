@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
@@ -82,6 +83,7 @@ def _parse_ipv6(text: str) -> IPAddress | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)  # the same few hosts, every request: parsing them costs
 def normalize_host(host: str) -> str:
     """Return the canonical host: lowercase IDNA ASCII without trailing dot, or canonical IP text.
 

@@ -282,7 +282,7 @@ async def test_quorum_needs_two_distinct_operators(gate: Running) -> None:
         assert first.status_code == 202
         assert (first.json()["votes"], first.json()["needed"]) == (1, 2)
         twice = await admin.post(f"/v1/holds/{hold['id']}/approve", json={})
-        assert twice.status_code == 409
+        assert (twice.status_code, twice.json()["error"]) == (422, "already_voted")
         assert not held.done() and gate.upstream.connections == 0
         headers = {"Authorization": f"Bearer {bob}"}
         second = await admin.post(f"/v1/holds/{hold['id']}/approve", json={}, headers=headers)
