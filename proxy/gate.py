@@ -62,6 +62,12 @@ class Incoming:
     headers: tuple[tuple[str, str], ...]
     body: bytes  # as sent, still content-encoded
     content_type: str | None = None
+    # SHA-256 of `body`, once: the audit row, the hold key and the grant key all use it, and a
+    # body may be megabytes.
+    body_digest: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body_digest", hashlib.sha256(self.body).digest())
 
 
 @dataclass
@@ -294,7 +300,7 @@ class Gate:
             incoming.target,
         ):
             digest.update(part.encode() + b"\0")
-        digest.update(hashlib.sha256(incoming.body).digest())
+        digest.update(incoming.body_digest)
         return digest.hexdigest()
 
     async def _hold(
@@ -328,8 +334,7 @@ class Gate:
                 "too_many_holds",
             )
         if not joined:
-            hold.exact_key = exact_key(incoming.method, incoming.scheme, incoming.host,
-                                       incoming.port, incoming.target, incoming.body)  # fmt: skip
+            hold.exact_key = _exact_key(incoming)
         pending = Verdict(Outcome.PENDING, incoming.request_id, hold=hold)
         try:
             await self.audit.append(self._record(incoming, pending, decision, hold))
@@ -349,8 +354,7 @@ class Gate:
         grant = self.grants.match(
             rule=decision.rule, agent=incoming.agent, method=incoming.method,
             scheme=incoming.scheme, host=incoming.host, port=incoming.port, path=path,
-            key=exact_key(incoming.method, incoming.scheme, incoming.host, incoming.port,
-                          incoming.target, incoming.body),
+            key=_exact_key(incoming),
         )  # fmt: skip
         if grant is None:
             return None
@@ -426,7 +430,7 @@ class Gate:
             query=self.redactor.query(query),
             headers=self.redactor.headers(incoming.headers),
             body_size=len(incoming.body),
-            body_sha256=hashlib.sha256(incoming.body).hexdigest(),
+            body_sha256=incoming.body_digest.hex(),
             body_preview=self.redactor.body_preview(decoded, incoming.content_type),
         )
 
@@ -473,7 +477,7 @@ class Gate:
     def _record(
         self, incoming: Incoming, verdict: Verdict, decision: Decision | None, hold: Hold | None
     ) -> AuditRecord:
-        path, _, query = incoming.target.partition("?")
+        facts = self._held(incoming, _plain(incoming))  # the same redacted facts a hold shows
         body = verdict.body or {}
         decided_by, channel, detail = body.get("decided_by"), None, None
         if verdict.outcome is Outcome.ALLOWED:
@@ -493,12 +497,12 @@ class Gate:
             scheme=incoming.scheme,
             host=incoming.host,
             port=incoming.port,
-            path=path,
-            query=self.redactor.query(query),
-            headers=self.redactor.headers(incoming.headers),
-            body_size=len(incoming.body),
-            body_sha256=hashlib.sha256(incoming.body).hexdigest(),
-            body_preview=self.redactor.body_preview(_plain(incoming), incoming.content_type),
+            path=facts.path,
+            query=facts.query,
+            headers=facts.headers,
+            body_size=facts.body_size,
+            body_sha256=facts.body_sha256,
+            body_preview=facts.body_preview,
             rule=decision.rule if decision else body.get("rule"),
             action=decision.action.value if decision else None,
             outcome=verdict.outcome.value,
@@ -537,6 +541,12 @@ class Gate:
         if self.events is not None:
             self.events.publish("request.decided", line)
         self.decision_log.write(line)
+
+
+def _exact_key(incoming: Incoming) -> str:
+    """What an exact-request grant is keyed on: method, URL and body."""
+    return exact_key(incoming.method, incoming.scheme, incoming.host, incoming.port,
+                     incoming.target, incoming.body_digest)  # fmt: skip
 
 
 def _plain(incoming: Incoming) -> bytes | None:

@@ -69,11 +69,14 @@ def grant_from_json(data: dict[str, Any]) -> Grant:
     return Grant(**item)
 
 
-def exact_key(method: str, scheme: str, host: str, port: int, target: str, body: bytes) -> str:
+def exact_key(
+    method: str, scheme: str, host: str, port: int, target: str, body_digest: bytes
+) -> str:
+    """The key of an exact-request grant; `body_digest` is the body's SHA-256."""
     digest = hashlib.sha256()
     for part in (method.upper(), scheme, host, str(port), target):
         digest.update(part.encode() + b"\0")
-    digest.update(hashlib.sha256(body).digest())
+    digest.update(body_digest)
     return digest.hexdigest()
 
 

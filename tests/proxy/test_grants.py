@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,8 @@ def make(store: GrantStore, scope: str = "endpoint", **overrides: object) -> obj
         rule="github/merge-pull-request", severity="high", approvals=1, agent="bot",
         method="PUT", scheme="https", host="api.github.com", port=443,
         path="/repos/acme/web/pulls/12/merge", key=exact_key("PUT", "https", "api.github.com", 443,
-                                                          "/repos/acme/web/pulls/12/merge", b""),
+                                                          "/repos/acme/web/pulls/12/merge",
+                                                          hashlib.sha256(b"").digest()),
         created_by="person:alice", hold_id="h_1",
     )  # fmt: skip
     choice = overrides.pop("choice", GrantRequest(scope, "1h"))
