@@ -25,7 +25,7 @@ URL_WIDTH = 60
 
 def register(commands: Any) -> None:
     holds = commands.add_parser("holds", help="list requests waiting for a person")
-    _connection_flags(holds)
+    connection_flags(holds)
     add_format_flags(holds)
     holds.set_defaults(handler=run_holds)
 
@@ -54,13 +54,13 @@ def register(commands: Any) -> None:
         default="1h",
         help="how long the grant lasts (default 1h)",
     )
-    _connection_flags(approve)
+    connection_flags(approve)
     approve.set_defaults(handler=run_approve)
 
     grants = commands.add_parser("grants", help="list active grants, or revoke one")
     grants.add_argument("action", nargs="?", choices=["list", "revoke"], default="list")
     grants.add_argument("grant_id", nargs="?", metavar="ID")
-    _connection_flags(grants)
+    connection_flags(grants)
     formats = grants.add_mutually_exclusive_group()
     formats.add_argument("--json", action="store_true", help="print one JSON document")
     formats.add_argument("--jsonl", action="store_true", help="print one JSON object per line")
@@ -74,7 +74,7 @@ def register(commands: Any) -> None:
     deny = commands.add_parser("deny", help="refuse a held request")
     deny.add_argument("hold_id", metavar="ID")
     deny.add_argument("--reason", required=True, help="why; the agent is told, so it can adapt")
-    _connection_flags(deny)
+    connection_flags(deny)
     deny.set_defaults(handler=run_deny)
 
     link = commands.add_parser(
@@ -88,19 +88,20 @@ def register(commands: Any) -> None:
         metavar="NAME",
         help="who decides through the links (recorded as person:link:NAME); send them only there",
     )
-    _connection_flags(link)
+    connection_flags(link)
     add_format_flags(link)
     link.set_defaults(handler=run_link)
 
     lockdown = commands.add_parser("lockdown", help="refuse every new request at once, or stop")
     lockdown.add_argument("state", choices=["on", "off", "status"])
     lockdown.add_argument("--reason", help="why (recorded in the audit log)")
-    _connection_flags(lockdown)
+    connection_flags(lockdown)
     add_format_flags(lockdown)
     lockdown.set_defaults(handler=run_lockdown)
 
 
-def _connection_flags(parser: argparse.ArgumentParser) -> None:
+def connection_flags(parser: argparse.ArgumentParser) -> None:
+    """--data-dir, --api and --token: how an operator command finds the control API."""
     group = parser.add_argument_group("connection")
     group.add_argument("--data-dir", help="the proxy's data directory (default $INTERLOCK_HOME)")
     group.add_argument(

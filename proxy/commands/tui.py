@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from proxy.client import ApiClient, ClientConfigError
+from proxy.commands.operate import connection_flags
 from proxy.datadir import resolve_data_dir
 
 UNREACHABLE = 2
@@ -17,18 +17,7 @@ UNREACHABLE = 2
 
 def register(commands: Any) -> None:
     tui = commands.add_parser("tui", help="the operator's dashboard: decide holds, watch traffic")
-    tui.add_argument("--data-dir", help="the proxy's data directory (default $INTERLOCK_HOME)")
-    tui.add_argument(
-        "--api",
-        default=os.environ.get("INTERLOCK_API"),
-        metavar="URL",
-        help="control API URL (default $INTERLOCK_API, else api.json in the data dir)",
-    )
-    tui.add_argument(
-        "--token",
-        default=os.environ.get("INTERLOCK_TOKEN"),
-        help="operator token (default $INTERLOCK_TOKEN, else operator.token in the data dir)",
-    )
+    connection_flags(tui)
     tui.add_argument(
         "--keymap",
         metavar="FILE",
