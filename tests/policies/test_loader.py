@@ -127,8 +127,7 @@ rules:
     assert policy.agent_for_address("10.0.4.7") is None
 
 
-def test_slack_api_url_is_optional_and_must_be_a_url(tmp_path: Path) -> None:
-    channel = """version: 1
+SLACK_CHANNEL = """version: 1
 default: allow
 channels:
   ops:
@@ -136,8 +135,11 @@ channels:
     channel: C0123ABCD
     bot_token: {env: SLACK_BOT}
     app_token: {env: SLACK_APP}
-    approvers: [U012AB3CD]
-"""
+"""  # a socket-mode slack channel, without its approvers
+
+
+def test_slack_api_url_is_optional_and_must_be_a_url(tmp_path: Path) -> None:
+    channel = SLACK_CHANNEL + "    approvers: [U012AB3CD]\n"
     plain = load_policy(_write(tmp_path, channel, "plain.yaml"))
     assert "api_url" not in plain.channels["ops"].settings  # the notifier uses slack.com
     gov = load_policy(_write(tmp_path, channel + "    api_url: https://slack-gov.com/api/\n",
@@ -149,15 +151,7 @@ channels:
 
 
 def test_slack_approvers_may_map_each_user_to_a_persons_name(tmp_path: Path) -> None:
-    head = """version: 1
-default: allow
-channels:
-  ops:
-    type: slack
-    channel: C0123ABCD
-    bot_token: {env: SLACK_BOT}
-    app_token: {env: SLACK_APP}
-"""
+    head = SLACK_CHANNEL
     mapped = load_policy(_write(tmp_path, head + "    approvers: {U012AB3CD: alice, W0BOB: bob}\n",
                                 "mapped.yaml"))  # fmt: skip
     settings = mapped.channels["ops"].settings
