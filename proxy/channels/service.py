@@ -128,7 +128,7 @@ class RemoteChannels:
             return
         from proxy.channels.slack_http import SlackInteractions
 
-        slack = SlackInteractions(self._slack_notifiers)
+        slack = SlackInteractions(self.hub.notifiers)  # it picks the http-mode Slack ones
         app = create_public_app(holds=self._holds, links=self.links, slack=slack)
         host, port = self.public.listen
         self.public_address = await self._server.start(
@@ -145,9 +145,6 @@ class RemoteChannels:
             netloc = f"[{bound_host}]" if ":" in bound_host else bound_host
             self.public_url = f"{scheme}://{netloc}:{bound_port}"
         self.links.public_url = self.public_url
-
-    def _slack_notifiers(self) -> list[Notifier]:
-        return [n for n in self.hub.notifiers() if type(n).__name__ == "SlackNotifier"]
 
     async def reconfigure(self, channels: Mapping[str, Channel]) -> None:
         await self.hub.configure(channels)
