@@ -11,11 +11,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
+from mitmproxy import addonmanager
 from mitmproxy import options as mitm_options
 from mitmproxy import version as mitm_version
-from mitmproxy.addons import default_addons
+from mitmproxy.addons import (
+    block,
+    core,
+    disable_h2c,
+    dns_resolver,
+    next_layer,
+    proxyserver,
+    strip_dns_https_records,
+    tlsconfig,
+    upstream_auth,
+)
 from mitmproxy.master import Master
 
 from addons.destination import Destination
@@ -72,6 +84,36 @@ UNSAFE_OPTIONS = {
 }
 
 
+
+
+def mitmproxy_addons() -> list[object]:
+    """The parts of mitmproxy a gate needs: options, the proxy server and its layers, TLS, the
+    open-proxy guard, the h2c guard, upstream mode's credentials and WireGuard mode's DNS.
+
+    mitmproxy's other default addons are left out on purpose. Some would act behind the gate's
+    back: saving flows writes unredacted secrets to disk, sticky cookies hand one agent's session
+    to another, scripts run arbitrary code, and onboarding answers `mitm.it` before the gate sees
+    the request. The rest serve an interactive debugging proxy, and each would still be called
+    on every request.
+    """
+    return [
+        core.Core(),
+        block.Block(),
+        strip_dns_https_records.StripDnsHttpsRecords(),
+        disable_h2c.DisableH2C(),
+        proxyserver.Proxyserver(),
+        dns_resolver.DnsResolver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        upstream_auth.UpstreamAuth(),
+    ]
+
+LEFT_OUT = (
+    "no such option in the parts of mitmproxy Interlock runs (flow saving, scripts, replay, "
+    "map/modify, sticky cookies and the like are left out: they would act behind the gate)"
+)
+
+
 class StartupError(Exception):
     """Interlock cannot start; the message says why and what to do."""
 
@@ -103,8 +145,21 @@ class RunSettings:
     decision_log: TextIO | None = None
 
 
+def mitmproxy_option_names() -> frozenset[str]:
+    """The options of the mitmproxy parts Interlock runs, without starting them."""
+    opts = mitm_options.Options()
+    loader = addonmanager.Loader(SimpleNamespace(options=opts))  # type: ignore[arg-type]
+    for addon in mitmproxy_addons():
+        if (load := getattr(addon, "load", None)) is not None:
+            load(loader)
+    return frozenset(opts.keys())
+
+
 def check_unsafe(extra: dict[str, str]) -> None:
+    known = mitmproxy_option_names() if extra else frozenset()
     for name, value in extra.items():
+        if name not in known:
+            raise StartupError(f"refusing --set {name}={value}: {LEFT_OUT}")
         if name in UNSAFE_OPTIONS:
             if name == "connection_strategy" and value == "lazy":
                 continue
@@ -258,7 +313,7 @@ class Interlock:
         s = self.settings
         opts = mitm_options.Options()
         master = Master(opts)
-        master.addons.add(*default_addons())
+        master.addons.add(*mitmproxy_addons())
         own = OwnEndpoints(self._own_addresses)
         master.addons.add(Destination(own), GateAddon(self.gate, self.identity))
         values: dict[str, Any] = {

@@ -308,6 +308,18 @@ async def test_the_proxy_refuses_to_proxy_its_own_api(gate: Running) -> None:
     assert "own control API" in response.json()["reason"]
 
 
+async def test_mitmproxy_onboarding_host_is_decided_by_the_gate_like_any_other(
+    gate: Running,
+) -> None:
+    # mitmproxy's onboarding addon would answer `mitm.it` itself, before the gate: unrecorded.
+    async with httpx.AsyncClient(proxy=gate.proxy_url) as client:
+        response = await client.get("http://mitm.it/admin/cert")
+    assert response.status_code == 403
+    assert response.json()["rule"] == "deny-admin"
+    (row,) = rows(gate, kind="request", host="mitm.it")
+    assert row["outcome"] == "denied" and row["path"] == "/admin/cert"
+
+
 async def test_shutdown_expires_pending_holds_and_answers_the_agent(
     tmp_path: Path, tls: Tls, upstream: Upstream
 ) -> None:
