@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,41 +41,53 @@ log = logging.getLogger(__name__)
 DEFAULT_REDACTOR = Redactor()
 CHECKPOINT_EVERY = 1000
 CHECKPOINT_INTERVAL = 60.0
+# The longest a row nobody awaits (a completion) waits to share a commit with an awaited one:
+# under load it always has company, and each commit it joins saves writing a dozen pages.
+LAZY_WRITE_DELAY = 0.05
 
 
 def _write_batch(
-    conn: sqlite3.Connection, params: list[tuple[Any, ...]], wanted: Callable[[], bool]
+    conn: sqlite3.Connection,
+    head: ChainHead,
+    params: list[tuple[Any, ...]],
+    wanted: Callable[[], bool],
 ) -> tuple[list[tuple[Any, ...]], ChainHead] | None:
-    """Chain and insert one batch in one transaction, in the database thread; None if a
-    waiter gave up before COMMIT (the batch is rolled back and retried without it)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        head = ChainHead.read(conn)
-        rows = chain_rows(head, params)
-        _insert(conn, rows)
-        if not wanted():
-            conn.execute("ROLLBACK")
-            return None
-        conn.execute("COMMIT")
-        return rows, head
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    """Chain one batch after `head` and insert it as one statement, in the database thread;
+    None if a waiter gave up first (the writer goes on without it).
+
+    One statement is one transaction (autocommit) and one release of the GIL, where BEGIN, a
+    head read, the insert and COMMIT took four, each a wait for the busy event loop to hand the
+    GIL back. `head` is the store's own; if another process appended meanwhile (`interlock audit
+    prune`), the first row collides on `seq` and the batch is chained again from the disk's head.
+    """
+    if not wanted():
+        return None
+    for attempt in (1, 2):
+        chained = ChainHead(head.seq, head.hash)
+        rows = chain_rows(chained, params)
+        try:
+            conn.execute(_insert_sql(len(rows)), [value for row in rows for value in row])
+            return rows, chained
+        except sqlite3.IntegrityError:
+            on_disk = ChainHead.read(conn)
+            if attempt == 2 or on_disk.seq == head.seq:
+                raise  # not a collision with another writer
+            head = on_disk
+    raise AssertionError("unreachable")
 
 
-def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert rows with one statement per `_ROWS_PER_INSERT`: `executemany` steps (and hands the
-    GIL over to the event loop and back) once per row."""
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
-        sql = _MULTI_INSERT.get(len(chunk))
-        if sql is None:
-            sql = _MULTI_INSERT[len(chunk)] = INSERT_SQL + f", {_ROW_MARKS}" * (len(chunk) - 1)
-        conn.execute(sql, [value for row in chunk for value in row])
+def _insert_sql(count: int) -> str:
+    sql = _MULTI_INSERT.get(count)
+    if sql is None:
+        sql = _MULTI_INSERT[count] = INSERT_SQL + f", {_ROW_MARKS}" * (count - 1)
+    return sql
 
 
-_ROWS_PER_INSERT = 32  # 32 rows of STORED columns stay under any SQLite's bound-variable limit
+def rows_per_statement(conn: sqlite3.Connection) -> int:
+    """How many rows one INSERT can carry under this SQLite's bound-variable limit."""
+    return max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(STORED))
+
+
 _ROW_MARKS = f"({', '.join('?' * len(STORED))})"
 _MULTI_INSERT: dict[int, str] = {}
 
@@ -95,6 +107,7 @@ class _Options:
     checkpoint_every: int
     checkpoint_interval: float
     on_checkpoint: Callable[[SignedHead], None] | None
+    lazy_delay: float
 
 
 _tasks: set[asyncio.Task[None]] = set()
@@ -134,6 +147,7 @@ class AuditStore(StoreReads):
         self._loop = asyncio.get_running_loop()
         self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
+        self._lazy: asyncio.TimerHandle | None = None  # wakes the writer for unawaited rows
         self._enqueued = self._settled = self._failed = self._commits = 0
         self._flushers: list[tuple[int, asyncio.Future[None]]] = []
         self._last_error: BaseException | None = None
@@ -158,12 +172,14 @@ class AuditStore(StoreReads):
         checkpoint_every: int = CHECKPOINT_EVERY,
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
         on_checkpoint: Callable[[SignedHead], None] | None = None,
+        lazy_delay: float = LAZY_WRITE_DELAY,
     ) -> AuditStore:
         """Open (creating, mode 0600) and migrate the database, and start the writer.
 
         NORMAL survives a crash of the process; FULL also survives a power loss, at a cost.
         `redactor` is a last line of defence over what callers should already have redacted.
-        Without `signing_key` the chain is kept but no checkpoint is signed.
+        Without `signing_key` the chain is kept but no checkpoint is signed. A row nobody
+        awaits (`append_nowait`) is written with the next awaited one, or after `lazy_delay`.
         """
         sync = synchronous.upper()
         if sync not in ("NORMAL", "FULL"):
@@ -176,8 +192,10 @@ class AuditStore(StoreReads):
             raise ValueError(f"checkpoint_every must be at least 1, not {checkpoint_every!r}")
         if checkpoint_interval <= 0:
             raise ValueError(f"checkpoint_interval must be positive, not {checkpoint_interval!r}")
+        if lazy_delay < 0:
+            raise ValueError(f"lazy_delay must not be negative, not {lazy_delay!r}")
         options = _Options(commit_timeout, batch_max, redactor, signing_key, checkpoint_every,
-                           checkpoint_interval, on_checkpoint)  # fmt: skip
+                           checkpoint_interval, on_checkpoint, lazy_delay)  # fmt: skip
         path = Path(path)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -194,7 +212,8 @@ class AuditStore(StoreReads):
             await db.execute(f"PRAGMA synchronous={sync}")
             await db.execute(f"PRAGMA busy_timeout={busy_ms}")
             await db.execute("PRAGMA journal_size_limit=67108864")  # WAL shrinks back to 64 MiB
-            head, checkpointed = await asyncio.to_thread(_prepare, path, busy_ms)
+            head, checkpointed, per_statement = await asyncio.to_thread(_prepare, path, busy_ms)
+            options = replace(options, batch_max=min(batch_max, per_statement))
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
             await reader.execute(f"PRAGMA busy_timeout={busy_ms}")
@@ -244,7 +263,8 @@ class AuditStore(StoreReads):
             )
 
     def append_nowait(self, record: AuditRecord) -> None:
-        """Queue a row without waiting; a failure to write it is logged, not raised."""
+        """Queue a row without waiting; a failure to write it is logged, not raised. It is
+        committed with the next awaited row, at `flush()` or `close()`, or after `lazy_delay`."""
         self._enqueue(record, wait=False)
 
     async def flush(self) -> None:
@@ -254,6 +274,7 @@ class AuditStore(StoreReads):
         if self._settled < target:
             done = asyncio.get_running_loop().create_future()
             self._flushers.append((target, done))
+            self._wakeup.set()
             await done
         if self._failed > failed_before:
             raise AuditError(f"{self._failed - failed_before} audit rows were not recorded")
@@ -290,15 +311,22 @@ class AuditStore(StoreReads):
         waiter = self._loop.create_future() if wait else None
         self._queue.append(_Entry(params, waiter))
         self._enqueued += 1
-        self._wakeup.set()
+        if wait or len(self._queue) >= self._batch_max:
+            self._wakeup.set()
+        elif self._lazy is None:
+            # Nobody waits on this row: let it ride with the next awaited one, or go alone soon.
+            self._lazy = self._loop.call_later(self._options.lazy_delay, self._wakeup.set)
         return waiter
 
     async def _write_loop(self) -> None:
         while self._queue or not self._closed:
-            if not self._queue:
+            if not self._queue or not self._wakeup.is_set():
                 self._wakeup.clear()
                 await self._idle()
                 continue
+            if self._lazy is not None:
+                self._lazy.cancel()
+                self._lazy = None
             batch: list[_Entry] = []
             while self._queue and len(batch) < self._batch_max:
                 entry = self._queue.popleft()
@@ -326,14 +354,14 @@ class AuditStore(StoreReads):
     async def _write(self, batch: list[_Entry]) -> None:
         params = [entry.params for entry in batch]
 
-        def wanted() -> bool:  # read in the database thread just before COMMIT
+        def wanted() -> bool:  # read in the database thread just before the insert
             return all(e.waiter is None or not e.waiter.done() for e in batch)
 
         try:
-            # One trip to aiosqlite's thread per batch instead of five (BEGIN, head, insert,
-            # check, COMMIT): each trip costs a thread hand-off on every request's path.
+            # One trip to aiosqlite's thread per batch: each trip costs a thread hand-off on
+            # every request's path.
             result = await self._db._execute(  # type: ignore[no-untyped-call]
-                _write_batch, self._db._conn, params, wanted
+                _write_batch, self._db._conn, self._head, params, wanted
             )
         except Exception as exc:
             self._fail(batch, exc)
@@ -437,10 +465,11 @@ class AuditStore(StoreReads):
         self._flushers.clear()
 
 
-def _prepare(path: Path, busy_ms: int) -> tuple[ChainHead, int]:
-    """Migrate the schema; return the chain head and the seq of the last checkpoint."""
+def _prepare(path: Path, busy_ms: int) -> tuple[ChainHead, int, int]:
+    """Migrate the schema; return the chain head, the seq of the last checkpoint and how many
+    rows one INSERT can carry."""
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute(f"PRAGMA busy_timeout={busy_ms}")
         migrate(conn, path)
         checkpointed = conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()[0]
-        return ChainHead.read(conn), int(checkpointed or 0)
+        return ChainHead.read(conn), int(checkpointed or 0), rows_per_statement(conn)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from proxy.audit import COLUMNS, SCHEMA_VERSION, AuditError, AuditStore
-from proxy.auditchain import STORED
+from proxy.auditchain import GENESIS, STORED, append_rows, stored_hash
 from proxy.records import AuditRecord, Kind
 
 
@@ -214,11 +214,76 @@ async def test_append_nowait_is_written_and_failures_only_logged(
 
 
 async def test_close_writes_what_is_queued(db_path: Path) -> None:
-    store = await AuditStore.open(db_path)
+    store = await AuditStore.open(db_path, lazy_delay=30)
     for i in range(100):
         store.append_nowait(rec(f"r_{i}", kind=Kind.COMPLETION))
-    await store.close()
+    await asyncio.wait_for(store.close(), 5)  # not after the lazy delay
     assert count(db_path) == 100
+
+
+async def test_an_unawaited_row_shares_the_commit_of_the_next_awaited_one(db_path: Path) -> None:
+    store = await AuditStore.open(db_path, lazy_delay=30)
+    try:
+        store.append_nowait(rec("done", kind=Kind.COMPLETION, status=200))
+        await asyncio.sleep(0.2)
+        assert count(db_path) == 0  # nobody waits for it: no commit of its own yet
+        before = store.commits
+        await store.append(rec("next"))
+        assert store.commits - before == 1
+        assert count(db_path) == 2
+    finally:
+        await store.close()
+
+
+async def test_an_unawaited_row_alone_is_written_after_the_lazy_delay(db_path: Path) -> None:
+    store = await AuditStore.open(db_path, lazy_delay=0.1)
+    try:
+        store.append_nowait(rec("done", kind=Kind.COMPLETION))
+        deadline = time.monotonic() + 5
+        while count(db_path) == 0:
+            assert time.monotonic() < deadline, "the lone row was never written"
+            await asyncio.sleep(0.02)
+    finally:
+        await store.close()
+
+
+async def test_flush_writes_unawaited_rows_without_waiting_for_the_delay(db_path: Path) -> None:
+    store = await AuditStore.open(db_path, lazy_delay=30)
+    try:
+        store.append_nowait(rec("done", kind=Kind.COMPLETION))
+        await asyncio.wait_for(store.flush(), 5)
+        assert count(db_path) == 1
+    finally:
+        await store.close()
+
+
+def chain(path: Path) -> list[tuple[int, str]]:
+    """(seq, request_id) of every row, after checking that each links to the one before."""
+    with outside(path) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM audit ORDER BY seq").fetchall()
+    previous = GENESIS
+    for row in rows:
+        assert row["prev_hash"] == previous and row["hash"] == stored_hash(row), row["seq"]
+        previous = row["hash"]
+    return [(row["seq"], row["request_id"]) for row in rows]
+
+
+async def test_a_row_appended_by_another_process_meanwhile_stays_in_one_chain(
+    store: AuditStore, db_path: Path
+) -> None:
+    await store.append(rec("before"))
+    with outside(db_path) as conn:  # as `interlock audit prune` appends its own row
+        conn.execute("BEGIN IMMEDIATE")
+        append_rows(conn, [rec("outsider", kind="prune")])
+        conn.execute("COMMIT")
+    # The store's head is now stale: its batch collides on seq and is chained again.
+    assert await store.append(rec("after")) == 3
+    await asyncio.gather(*(store.append(rec(f"r_{i}")) for i in range(20)))
+    found = chain(db_path)
+    assert found[:3] == [(1, "before"), (2, "outsider"), (3, "after")]
+    assert [seq for seq, _ in found] == list(range(1, 24))
+    assert store.healthy
 
 
 # -- schema -----------------------------------------------------------------------------------
