@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import json
 import logging
@@ -577,6 +578,9 @@ async def serve(settings: RunSettings, out: TextIO = sys.stderr) -> int:
     for line in interlock.describe():
         print(line, file=out)
     out.flush()
+    # Everything alive now (modules, policy, addons) lives as long as the process. Out of the
+    # collector's sight, a full collection no longer stalls every request for ~50 ms.
+    gc.freeze()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGINT, stop.set)
