@@ -4,7 +4,8 @@ wrk and proxy subprocesses, each in its own process so no two share an event loo
 `python -m tests.bench.loadkit upstream` prints its port, answers every request with a small 200,
 and timestamps (`time.monotonic()`, system-wide on Linux) the arrival of each `/approve/...`
 request; `GET /_arrivals` returns them. `python -m tests.bench.loadkit hold` opens N held POSTs
-through a proxy and writes how they ended to a JSON file. Both stop on their own after `--lifetime`.
+through a proxy and writes how they ended to a JSON file. `python -m tests.bench.loadkit lean` runs
+mitmproxy with Interlock's addons and no gate. All stop on their own after `--lifetime`.
 """
 
 from __future__ import annotations
@@ -73,6 +74,31 @@ async def serve_upstream(lifetime: float) -> None:
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await asyncio.sleep(lifetime)
+
+
+# -- the gate's own cost ------------------------------------------------------------------------
+
+
+async def serve_lean_proxy(port: int, confdir: Path, lifetime: float) -> None:
+    """mitmproxy with exactly the addons Interlock runs, and no gate: the difference between it
+    and `interlock run` is what the gate itself costs."""
+    import gc
+
+    from mitmproxy import options
+    from mitmproxy.master import Master
+
+    from proxy.app import mitmproxy_addons
+
+    opts = options.Options()
+    master = Master(opts)
+    master.addons.add(*mitmproxy_addons())
+    opts.update(listen_host="127.0.0.1", listen_port=port, connection_strategy="lazy",
+                confdir=str(confdir))  # fmt: skip
+    running = asyncio.create_task(master.run())
+    gc.freeze()  # as `interlock run` does once started
+    await asyncio.wait({running}, timeout=lifetime)
+    master.shutdown()
+    await running
 
 
 # -- the held clients ---------------------------------------------------------------------------
@@ -251,15 +277,19 @@ def rss_mb(pid: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="loadkit")
-    parser.add_argument("role", choices=["upstream", "hold"])
+    parser.add_argument("role", choices=["upstream", "hold", "lean"])
     parser.add_argument("--lifetime", type=float, default=600.0)
     parser.add_argument("--proxy-port", type=int)
     parser.add_argument("--upstream-port", type=int)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--result", type=Path)
+    parser.add_argument("--confdir", type=Path)
     args = parser.parse_args()
     if args.role == "upstream":
         asyncio.run(serve_upstream(args.lifetime))
+        return
+    if args.role == "lean":
+        asyncio.run(serve_lean_proxy(args.proxy_port, args.confdir, args.lifetime))
         return
     result = asyncio.run(hold_many(args.proxy_port, args.upstream_port, args.count, args.lifetime))
     args.result.write_text(json.dumps(result))

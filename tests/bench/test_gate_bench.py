@@ -1,7 +1,9 @@
 """The real gate under load (opt-in: `pytest -m bench tests/bench/test_gate_bench.py -s`; needs wrk).
 
 `interlock run` (audit store on, `default: allow`) against bare `mitmdump` on the same asyncio
-upstream, each in its own process, loopback only, every load bounded in time. Targets: Interlock
+upstream, each in its own process, loopback only, every load bounded in time. A third side, "lean"
+(mitmproxy with Interlock's addon set and no gate), splits the ratio into what the gate costs and
+what the mitmproxy addons Interlock leaves out save. Targets: Interlock
 at least 90% of bare mitmproxy's requests per second; 1,000 pending holds raise the median latency
 of allowed traffic by at most 10%; an approval reaches the upstream in under 10 ms (median).
 Only the first and last are asserted. Each run also reports the proxy's CPU time per request,
@@ -135,6 +137,17 @@ class Side:
 
 
 @pytest.fixture(scope="module")
+def lean(workdir: Path) -> Iterator[Side]:
+    port = free_port()
+    args = [sys.executable, "-m", "tests.bench.loadkit", "lean", "--proxy-port", str(port),
+            "--confdir", str(workdir / "lean"), "--lifetime", "900"]  # fmt: skip
+    process = spawn(args, workdir / "lean.out", workdir / "lean.err")
+    wait_listening(port, process, workdir / "lean.err", timeout=60)
+    yield Side(port, process.pid)
+    stop(process)
+
+
+@pytest.fixture(scope="module")
 def mitmdump(workdir: Path) -> Iterator[Side]:
     port = free_port()
     args = [str(Path(sys.executable).parent / "mitmdump"), "-q", "--listen-host", "127.0.0.1",
@@ -161,9 +174,10 @@ def _load(workdir: Path, upstream: int, side: Side, shape: dict[str, int]) -> Wr
 
 @needs_wrk
 def test_throughput_against_bare_mitmproxy(
-    workdir: Path, upstream: int, gateway: Gateway, mitmdump: Side, summary: list[str]
+    workdir: Path, upstream: int, gateway: Gateway, mitmdump: Side, lean: Side, summary: list[str]
 ) -> None:
-    sides = {"interlock": Side(gateway.proxy_port, gateway.process.pid), "mitmdump": mitmdump}
+    sides = {"interlock": Side(gateway.proxy_port, gateway.process.pid), "mitmdump": mitmdump,
+             "lean": lean}  # fmt: skip
 
     for side in sides.values():  # warm up: imports, first connections, the SQLite file
         _load(workdir, upstream, side, {"seconds": 2, "connections": 8})
@@ -194,6 +208,10 @@ def test_throughput_against_bare_mitmproxy(
                        f"CPU {_median(runs, 'cpu_ms'):5.2f} ms/request")  # fmt: skip
     summary.append(f"   interlock / mitmdump rps: {ratio:.3f} (target >= {MIN_RATIO}: {verdict}); "
                    f"by CPU per request: {cpu_ratio:.3f}")  # fmt: skip
+    gate_cost = _median(saturated["interlock"], "rps") / _median(saturated["lean"], "rps")
+    addons_gain = _median(saturated["lean"], "rps") / _median(saturated["mitmdump"], "rps")
+    summary.append(f"   of which: interlock / lean (the gate itself) {gate_cost:.3f}; "
+                   f"lean / mitmdump (the addons Interlock leaves out) {addons_gain:.3f}")  # fmt: skip
     summary.append("   one connection (wrk -c1 -d5s, 2 rounds), medians:")
     for name, runs in unloaded.items():
         summary.append(f"   {name:<9} p50 {c1[name]:6.3f} ms  p99 {_median(runs, 'p99_ms'):6.3f} ms  "
