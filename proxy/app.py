@@ -85,8 +85,6 @@ UNSAFE_OPTIONS = {
 }
 
 
-
-
 def mitmproxy_addons() -> list[object]:
     """The parts of mitmproxy a gate needs: options, the proxy server and its layers, TLS, the
     open-proxy guard, the h2c guard, upstream mode's credentials and WireGuard mode's DNS.
@@ -108,6 +106,7 @@ def mitmproxy_addons() -> list[object]:
         tlsconfig.TlsConfig(),
         upstream_auth.UpstreamAuth(),
     ]
+
 
 LEFT_OUT = (
     "no such option in the parts of mitmproxy Interlock runs (flow saving, scripts, replay, "
@@ -149,7 +148,7 @@ class RunSettings:
 def mitmproxy_option_names() -> frozenset[str]:
     """The options of the mitmproxy parts Interlock runs, without starting them."""
     opts = mitm_options.Options()
-    loader = addonmanager.Loader(SimpleNamespace(options=opts))  # type: ignore[arg-type]
+    loader = addonmanager.Loader(SimpleNamespace(options=opts))
     for addon in mitmproxy_addons():
         if (load := getattr(addon, "load", None)) is not None:
             load(loader)

@@ -6,8 +6,9 @@ import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import closing, contextmanager
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,15 @@ def outside(path: Path) -> Iterator[sqlite3.Connection]:
 def count(path: Path, where: str = "1", *params: object) -> int:
     with outside(path) as conn:
         return int(conn.execute(f"SELECT COUNT(*) FROM audit WHERE {where}", params).fetchone()[0])
+
+
+@asynccontextmanager
+async def opened(path: Path, **options: Any) -> AsyncIterator[AuditStore]:
+    store = await AuditStore.open(path, **options)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @pytest.fixture
@@ -222,8 +232,7 @@ async def test_close_writes_what_is_queued(db_path: Path) -> None:
 
 
 async def test_an_unawaited_row_shares_the_commit_of_the_next_awaited_one(db_path: Path) -> None:
-    store = await AuditStore.open(db_path, lazy_delay=30)
-    try:
+    async with opened(db_path, lazy_delay=30) as store:
         store.append_nowait(rec("done", kind=Kind.COMPLETION, status=200))
         await asyncio.sleep(0.2)
         assert count(db_path) == 0  # nobody waits for it: no commit of its own yet
@@ -231,30 +240,22 @@ async def test_an_unawaited_row_shares_the_commit_of_the_next_awaited_one(db_pat
         await store.append(rec("next"))
         assert store.commits - before == 1
         assert count(db_path) == 2
-    finally:
-        await store.close()
 
 
 async def test_an_unawaited_row_alone_is_written_after_the_lazy_delay(db_path: Path) -> None:
-    store = await AuditStore.open(db_path, lazy_delay=0.1)
-    try:
+    async with opened(db_path, lazy_delay=0.1) as store:
         store.append_nowait(rec("done", kind=Kind.COMPLETION))
         deadline = time.monotonic() + 5
         while count(db_path) == 0:
             assert time.monotonic() < deadline, "the lone row was never written"
             await asyncio.sleep(0.02)
-    finally:
-        await store.close()
 
 
 async def test_flush_writes_unawaited_rows_without_waiting_for_the_delay(db_path: Path) -> None:
-    store = await AuditStore.open(db_path, lazy_delay=30)
-    try:
+    async with opened(db_path, lazy_delay=30) as store:
         store.append_nowait(rec("done", kind=Kind.COMPLETION))
         await asyncio.wait_for(store.flush(), 5)
         assert count(db_path) == 1
-    finally:
-        await store.close()
 
 
 def chain(path: Path) -> list[tuple[int, str]]:
