@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from policies.engine import Policy
-from policies.model import Decision
-from policies.request import build_request
-from tests.policies.presetkit import load_preset
+from tests.policies.presetkit import Row, case, check_decision, load_preset
 
 PRESET = "github"
 API = "https://api.github.com"
@@ -21,23 +18,6 @@ JSON = ("Content-Type", "application/json")
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
     return load_preset(tmp_path_factory, PRESET)
-
-
-def case(
-    method: str,
-    url: str,
-    action: str,
-    rule: str | None,
-    *,
-    id: str,
-    headers: tuple[tuple[str, str], ...] = (),
-    body: bytes = b"",
-    json_body: object = None,
-) -> Any:
-    if json_body is not None:
-        body = json.dumps(json_body).encode()
-        headers = (*headers, JSON)
-    return pytest.param(method, url, headers, body, action, rule, id=id)
 
 
 def gql(query: str, action: str, rule: str | None, *, id: str, **variables: object) -> Any:
@@ -246,20 +226,9 @@ FLOWS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("method", "url", "headers", "body", "action", "rule"), REST_HOLDS + GRAPHQL + FLOWS
-)
-def test_decision(
-    policy: Policy,
-    method: str,
-    url: str,
-    headers: tuple[tuple[str, str], ...],
-    body: bytes,
-    action: str,
-    rule: str | None,
-) -> None:
-    decision: Decision = policy.decide(build_request(method, url, headers, body))
-    assert (decision.action, decision.rule) == (action, rule), decision.reason
+@pytest.mark.parametrize("row", REST_HOLDS + GRAPHQL + FLOWS)
+def test_decision(policy: Policy, row: Row) -> None:
+    check_decision(policy, row)
 
 
 def test_preset_loads_without_warnings(policy: Policy) -> None:

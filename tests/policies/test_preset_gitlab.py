@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
 from policies.engine import Policy
-from policies.model import Decision
-from policies.request import build_request
-from tests.policies.presetkit import load_preset
+from tests.policies.presetkit import Row, case, check_decision, load_preset
 
 PRESET = "gitlab"
 API = "https://gitlab.com/api/v4"
@@ -22,23 +17,6 @@ FORM = ("Content-Type", "application/x-www-form-urlencoded")
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
     return load_preset(tmp_path_factory, PRESET)
-
-
-def case(
-    method: str,
-    url: str,
-    action: str,
-    rule: str | None,
-    *,
-    id: str,
-    headers: tuple[tuple[str, str], ...] = (),
-    body: bytes = b"",
-    json_body: object = None,
-) -> Any:
-    if json_body is not None:
-        body = json.dumps(json_body).encode()
-        headers = (*headers, JSON)
-    return pytest.param(method, url, headers, body, action, rule, id=id)
 
 
 def g(name: str) -> str:
@@ -169,18 +147,9 @@ FLOWS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("method", "url", "headers", "body", "action", "rule"), HOLDS + FLOWS)
-def test_decision(
-    policy: Policy,
-    method: str,
-    url: str,
-    headers: tuple[tuple[str, str], ...],
-    body: bytes,
-    action: str,
-    rule: str | None,
-) -> None:
-    decision: Decision = policy.decide(build_request(method, url, headers, body))
-    assert (decision.action, decision.rule) == (action, rule), decision.reason
+@pytest.mark.parametrize("row", HOLDS + FLOWS)
+def test_decision(policy: Policy, row: Row) -> None:
+    check_decision(policy, row)
 
 
 def test_preset_loads_without_warnings(policy: Policy) -> None:
