@@ -62,18 +62,23 @@ def _write_batch(
     """
     if not wanted():
         return None
-    for attempt in (1, 2):
-        chained = ChainHead(head.seq, head.hash)
-        rows = chain_rows(chained, params)
-        try:
-            conn.execute(_insert_sql(len(rows)), [value for row in rows for value in row])
-            return rows, chained
-        except sqlite3.IntegrityError:
-            on_disk = ChainHead.read(conn)
-            if attempt == 2 or on_disk.seq == head.seq:
-                raise  # not a collision with another writer
-            head = on_disk
-    raise AssertionError("unreachable")
+    try:
+        return _insert_after(conn, head, params)
+    except sqlite3.IntegrityError:
+        on_disk = ChainHead.read(conn)
+        if on_disk.seq == head.seq:
+            raise  # not a collision with another writer
+        return _insert_after(conn, on_disk, params)
+
+
+def _insert_after(
+    conn: sqlite3.Connection, head: ChainHead, params: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], ChainHead]:
+    """Chain `params` after a copy of `head` and insert them; the rows and the new head."""
+    chained = ChainHead(head.seq, head.hash)
+    rows = chain_rows(chained, params)
+    conn.execute(_insert_sql(len(rows)), [value for row in rows for value in row])
+    return rows, chained
 
 
 def _insert_sql(count: int) -> str:
