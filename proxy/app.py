@@ -158,8 +158,8 @@ def mitmproxy_option_names() -> frozenset[str]:
 def check_unsafe(extra: dict[str, str]) -> None:
     known = mitmproxy_option_names() if extra else frozenset()
     for name, value in extra.items():
-        if name not in known:
-            raise StartupError(f"refusing --set {name}={value}: {LEFT_OUT}")
+        if name not in known:  # its value is not shown: it may be a credential (proxyauth)
+            raise StartupError(f"refusing --set {name}: {LEFT_OUT}")
         if name in UNSAFE_OPTIONS:
             if name == "connection_strategy" and value == "lazy":
                 continue
